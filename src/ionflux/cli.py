@@ -1,0 +1,186 @@
+"""The `ionflux` command: serve, worker, db upgrade, workspace create, vault rotate, config show, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from typing import Annotated
+
+import typer
+
+from ionflux.core.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="IONFLUX integration layer")
+db_app = typer.Typer(no_args_is_help=True, help="Database migrations")
+workspace_app = typer.Typer(no_args_is_help=True, help="Workspaces and API tokens")
+vault_app = typer.Typer(no_args_is_help=True, help="Credential vault")
+config_app = typer.Typer(no_args_is_help=True, help="Configuration")
+app.add_typer(db_app, name="db")
+app.add_typer(workspace_app, name="workspace")
+app.add_typer(vault_app, name="vault")
+app.add_typer(config_app, name="config")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        typer.echo(f"ionflux: configuration error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _prepare(settings: Settings) -> None:
+    from ionflux.core.db import Database
+    from ionflux.core.observability import configure_logging
+
+    configure_logging(settings.log_level)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    Database(settings.effective_database_url).upgrade()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind")] = 8080,
+    only: Annotated[str, typer.Option(help="Comma-separated services to serve (default: all)")] = "",
+    worker: Annotated[bool, typer.Option(help="Also run the outbox relay and consumers")] = True,
+) -> None:
+    """Run the HTTP API (migrates the database first)."""
+    import uvicorn
+
+    from ionflux.app import create_app, resolve_services
+    from ionflux.core.platform import Platform
+
+    settings = _settings()
+    try:
+        services = resolve_services(only.split(",") if only else None)
+    except ValueError as exc:
+        typer.echo(f"ionflux: --only: {exc}", err=True)
+        raise typer.Exit(2) from None
+    _prepare(settings)
+    platform = Platform.from_settings(settings)
+
+    fastapi_app = create_app(platform, only=services, run_worker=worker)
+    uvicorn.run(fastapi_app, host=host, port=port, log_config=None, access_log=False)
+
+
+@app.command("worker")
+def worker_command() -> None:
+    """Run the outbox relay and event consumers without HTTP."""
+    from ionflux.core.platform import Platform
+
+    settings = _settings()
+    _prepare(settings)
+
+    async def main() -> None:
+        platform = Platform.from_settings(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await platform.start(relay=True, consumers=True)
+        typer.echo("ionflux worker running; Ctrl-C to stop", err=True)
+        try:
+            await stop.wait()
+        finally:
+            await platform.stop()
+
+    asyncio.run(main())
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply database migrations."""
+    from ionflux.core.db import Database
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    Database(settings.effective_database_url).upgrade(revision)
+    typer.echo(f"database at {revision}")
+
+
+@workspace_app.command("create")
+def workspace_create(
+    name: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Create a workspace and print its id and a workspace-scoped API token (shown once)."""
+    settings = _settings()
+    _prepare(settings)
+    created = asyncio.run(_create_workspace(settings, name))
+    if as_json:
+        typer.echo(json.dumps({"id": created[0], "name": name, "token": created[1]}))
+    else:
+        typer.echo(f"workspace_id: {created[0]}\ntoken:        {created[1]}\n(the token is shown only once)")
+
+
+async def _create_workspace(settings: Settings, name: str) -> tuple[str, str]:
+    from ionflux.core.db import Database
+    from ionflux.core.workspaces import WorkspaceDirectory
+
+    db = Database(settings.effective_database_url)
+    try:
+        created = await WorkspaceDirectory(db).create(name)
+    except ValueError as exc:
+        typer.echo(f"ionflux: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        await db.dispose()
+    return created.id, created.token
+
+
+@vault_app.command("rotate")
+def vault_rotate() -> None:
+    """Add a new master key and re-wrap every credential's data key under it (no downtime)."""
+    from ionflux.core.db import Database
+    from ionflux.core.vault import Vault
+
+    settings = _settings()
+    _prepare(settings)
+
+    async def main() -> int:
+        db = Database(settings.effective_database_url)
+        try:
+            return await Vault.from_settings(settings, db).rotate()
+        finally:
+            await db.dispose()
+
+    count = asyncio.run(main())
+    typer.echo(f"re-wrapped {count} credential(s) under the new master key")
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Print the effective configuration, secrets masked."""
+    typer.echo(json.dumps(_settings().masked(), indent=2, default=str))
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Port to bind")] = 8080,
+) -> None:
+    """Create a fresh workspace, print how to call it, and serve."""
+    settings = _settings()
+    _prepare(settings)
+    ws_id, token = asyncio.run(_create_workspace(settings, "demo"))
+    base = f"http://127.0.0.1:{port}"
+    sys.stderr.write(
+        "\nIONFLUX is starting with a fresh workspace.\n"
+        f"  workspace_id: {ws_id}\n  token:        {token}\n\n"
+        "Try:\n"
+        f"  curl {base}/healthz\n"
+        f"  curl -H 'Authorization: Bearer {token}' -X PUT {base}/v1/credentials/openai "
+        "-H 'content-type: application/json' -d '{\"secrets\": {\"api_key\": \"sk-demo-0000\"}}'\n"
+        f"  curl -H 'Authorization: Bearer {token}' -X POST {base}/v1/events "
+        "-H 'content-type: application/json' "
+        "-d '{\"type\": \"platform.demo.events.greetings.created\", \"data\": {\"hello\": \"world\"}}'\n"
+        f"  curl -H 'Authorization: Bearer {token}' {base}/v1/events\n"
+        f"  open {base}/docs\n\n"
+    )
+    serve(host="127.0.0.1", port=port, only="", worker=True)
+
+
+if __name__ == "__main__":
+    app()

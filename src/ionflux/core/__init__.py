@@ -1,0 +1,1 @@
+"""Shared mechanisms every IONFLUX service uses: settings, storage, vault, bus, errors, observability."""

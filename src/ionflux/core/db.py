@@ -1,0 +1,130 @@
+"""Async storage: engine set-up (SQLite WAL or PostgreSQL pool), migrations, and tenant-scoped sessions.
+
+Tenant isolation is by construction: every ORM statement on a `TenantScoped` model run in a session
+opened with `db.tenant(workspace_id)` gets `workspace_id = :ws` added to it (SELECT, UPDATE and
+DELETE, joins and relationships included), new rows are stamped with that workspace, and a session
+that declared no scope at all refuses to touch tenant tables. Only core machinery opens
+`db.system()` sessions, which see everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from ionflux.core.models import TenantScoped
+
+_SCOPE = "ionflux_scope"  # session.info key: a workspace id, or SYSTEM
+SYSTEM = object()
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+class TenancyViolation(RuntimeError):
+    """Code tried to touch tenant data without a declared scope, or across workspaces."""
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            path = url.split(":///", 1)[1] if ":///" in url else ""
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: AsyncEngine = create_async_engine(
+                url, echo=echo, connect_args={"timeout": 30}
+            )
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = create_async_engine(
+                url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            )
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def tenant(self, workspace_id: str) -> AsyncIterator[AsyncSession]:
+        """A transaction that can only see and write rows of `workspace_id`. Commits on success."""
+        if not workspace_id:
+            raise TenancyViolation("a tenant session needs a workspace id")
+        async with self.sessions() as session, session.begin():
+            session.sync_session.info[_SCOPE] = workspace_id
+            yield session
+
+    @asynccontextmanager
+    async def system(self) -> AsyncIterator[AsyncSession]:
+        """A transaction across workspaces, for core machinery (relay, vault rotation, auth lookup)."""
+        async with self.sessions() as session, session.begin():
+            session.sync_session.info[_SCOPE] = SYSTEM
+            yield session
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Run Alembic migrations (synchronously; call before the event loop serves requests)."""
+        command.upgrade(alembic_config(self.url), revision)
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def scope_of(session: Session | AsyncSession) -> object:
+    sync = session.sync_session if isinstance(session, AsyncSession) else session
+    return sync.info.get(_SCOPE)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _scope_statements(state: ORMExecuteState) -> None:
+    scope = state.session.info.get(_SCOPE)
+    if scope is SYSTEM or not (state.is_select or state.is_update or state.is_delete):
+        return
+    if not any(issubclass(mapper.class_, TenantScoped) for mapper in state.all_mappers):
+        return
+    if scope is None:
+        raise TenancyViolation("tenant tables queried outside db.tenant() / db.system()")
+    state.statement = state.statement.options(
+        with_loader_criteria(TenantScoped, lambda cls: cls.workspace_id == scope, include_aliases=True)
+    )
+
+
+@event.listens_for(Session, "before_flush")
+def _stamp_new_rows(session: Session, _ctx: Any, _instances: Any) -> None:
+    scope = session.info.get(_SCOPE)
+    if scope is SYSTEM:
+        return
+    for obj in list(session.new) + list(session.dirty):
+        if not isinstance(obj, TenantScoped):
+            continue
+        if scope is None:
+            raise TenancyViolation("tenant rows written outside db.tenant() / db.system()")
+        if getattr(obj, "workspace_id", None) in (None, scope):
+            obj.workspace_id = str(scope)
+        else:
+            raise TenancyViolation("a row of another workspace was written in a tenant session")
+

@@ -1,0 +1,117 @@
+"""ASGI middleware: request ids, access logs and metrics, and the request-body size limit."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ionflux.core.observability import Metrics, request_id_var
+
+log = logging.getLogger("ionflux.http")
+_REQUEST_ID = "x-request-id"
+
+
+class RequestContextMiddleware:
+    """Gives every request an id (kept from X-Request-Id when sane), logs it once, and counts it."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(_REQUEST_ID.encode(), b"").decode("latin-1")
+        rid = given if given and len(given) <= 64 and given.isprintable() else uuid.uuid4().hex
+        token = request_id_var.set(rid)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (_REQUEST_ID.encode(), rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            route_name = getattr(route, "path", "unmatched")
+            self.metrics.http_requests.labels(scope["method"], route_name, str(status)).inc()
+            self.metrics.http_latency.labels(scope["method"], route_name).observe(elapsed)
+            log.info(
+                "%s %s %s", scope["method"], scope["path"], status,
+                extra={"status": status, "duration_ms": round(elapsed * 1000, 2)},
+            )
+            request_id_var.reset(token)
+
+
+class BodySizeLimitMiddleware:
+    """Refuses bodies over `max_bytes` with a 413, by Content-Length up front or while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._reject(send)
+            return
+        received = 0
+        too_large = False
+        response_started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    too_large = True
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _BodyTooLarge:
+            if not response_started:
+                await self._reject(send)
+        except Exception:
+            if too_large and not response_started:
+                await self._reject(send)
+                return
+            raise
+
+    async def _reject(self, send: Send) -> None:
+        body = json.dumps(
+            {"error": {"code": "PAYLOAD_TOO_LARGE",
+                       "message": f"request body exceeds the limit of {self.max_bytes} bytes "
+                                  "(setting IONFLUX_MAX_BODY_BYTES)"}}
+        ).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _BodyTooLarge(Exception):
+    pass

@@ -1,0 +1,126 @@
+"""Settings from `IONFLUX_*` environment variables and an optional `ionflux.toml`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message is one line naming it and what is expected."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="IONFLUX_",
+        extra="ignore",
+        toml_file=os.environ.get("IONFLUX_CONFIG_FILE", "ionflux.toml"),
+    )
+
+    data_dir: Path = Field(default=Path(".ionflux"), description="Directory for the SQLite file and key file")
+    database_url: str = Field(default="", description="SQLAlchemy async URL; default: SQLite in data_dir")
+    bus_url: str = Field(default="embedded://", description="embedded:// or amqp://user:pass@host:port/")
+    master_key_source: Literal["file", "env", "aws-kms"] = "file"
+    master_key: SecretStr | None = Field(default=None, description="base64 32-byte key when source=env")
+    master_key_file: Path | None = Field(default=None, description="default: <data_dir>/master.key")
+    kms_key_id: str | None = None
+    admin_token: SecretStr | None = None
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    log_level: str = "INFO"
+    db_pool_size: int = Field(default=10, gt=0)
+    outbox_max_attempts: int = Field(default=0, ge=0, description="0 = retry publishing forever")
+    bus_max_deliveries: int = Field(default=5, gt=0, description="deliveries before dead-lettering")
+    relay_poll_seconds: float = Field(default=1.0, gt=0)
+    relay_batch_size: int = Field(default=200, gt=0)
+    processed_retention_days: int = Field(default=14, gt=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("expected sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db")
+        return value
+
+    @field_validator("bus_url")
+    @classmethod
+    def _bus_scheme(cls, value: str) -> str:
+        if not value.startswith(("embedded://", "amqp://", "amqps://")):
+            raise ValueError("expected embedded:// or amqp://user:password@host:port/vhost")
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{(self.data_dir / 'ionflux.db').resolve()}"
+
+    @property
+    def effective_master_key_file(self) -> Path:
+        return self.master_key_file or self.data_dir / "master.key"
+
+    @property
+    def bus_is_embedded(self) -> bool:
+        return self.bus_url.startswith("embedded://")
+
+    def masked(self) -> dict[str, Any]:
+        """The effective configuration with secrets masked (for `ionflux config show`)."""
+        out: dict[str, Any] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(getattr(self, name), SecretStr):
+                out[name] = "********" if value is not None else None
+            else:
+                out[name] = str(value) if isinstance(value, Path) else value
+        out["database_url"] = _mask_url(self.effective_database_url)
+        out["bus_url"] = _mask_url(self.bus_url)
+        return out
+
+
+def _mask_url(url: str) -> str:
+    # user:password@host -> user:***@host
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at or ":" not in creds:
+        return url
+    user = creds.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Load settings, turning a validation error into one line that names the variable."""
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        raise SettingsError(
+            f"IONFLUX_{field.upper()}: {err['msg']} (got {_shown(err.get('input'), field)})"
+        ) from None
+    if settings.master_key_source == "env" and settings.master_key is None:
+        raise SettingsError("IONFLUX_MASTER_KEY: required when IONFLUX_MASTER_KEY_SOURCE=env (base64 32 bytes)")
+    if settings.master_key_source == "aws-kms" and not settings.kms_key_id:
+        raise SettingsError("IONFLUX_KMS_KEY_ID: required when IONFLUX_MASTER_KEY_SOURCE=aws-kms")
+    return settings
+
+
+def _shown(value: Any, field: str) -> str:
+    if any(word in field for word in ("key", "token", "secret", "password")):
+        return "a value"
+    return repr(value)
