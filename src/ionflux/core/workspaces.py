@@ -12,7 +12,7 @@ from sqlalchemy import select
 from ionflux.core.db import Database
 from ionflux.core.models import ApiToken, Workspace, utcnow
 
-TOKEN_PREFIX = "ifx_"
+TOKEN_PREFIX = "ifx_"  # noqa: S105 - a prefix, not a secret
 
 
 def hash_token(token: str) -> str:
