@@ -91,7 +91,7 @@ def worker_command() -> None:
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "heads") -> None:
     """Apply database migrations."""
     from ionflux.core.db import Database
 

@@ -73,7 +73,7 @@ class Database:
     async def dispose(self) -> None:
         await self.engine.dispose()
 
-    def upgrade(self, revision: str = "head") -> None:
+    def upgrade(self, revision: str = "heads") -> None:
         """Run Alembic migrations (synchronously; call before the event loop serves requests)."""
         command.upgrade(alembic_config(self.url), revision)
 

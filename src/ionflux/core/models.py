@@ -97,3 +97,24 @@ class ProcessedEvent(TenantScoped, Base):
     consumer: Mapped[str] = mapped_column(String(128), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     processed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Connection(TenantScoped, Base):
+    """A workspace's link to one account at a provider (a Shopify shop, a WhatsApp number, an OAuth grant).
+
+    `external_id` is how the provider names the account (shop domain, phone number id, …); webhooks
+    find their workspace through it, so it is unique per provider.
+    """
+
+    __tablename__ = "connections"
+    __table_args__ = (Index("uq_connections_external", "provider", "external_id", unique=True),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    provider: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | needs_reauth | revoked
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    credential_name: Mapped[str] = mapped_column(String(64), default="default")
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    token_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
