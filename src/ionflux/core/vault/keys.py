@@ -165,6 +165,7 @@ class FileKeyring(LocalKeyring):
     def __init__(self, path: Path) -> None:
         self.path = path
         self._signature: tuple[int, int, int] | None = None
+        self._created_at: dict[str, str] = {}
         super().__init__({}, "")
         self._load(create=True)
 
@@ -183,8 +184,7 @@ class FileKeyring(LocalKeyring):
                     f"{stat.S_IMODE(info.st_mode):04o}); refusing to start: run chmod 600 {self.path}"
                 )
             raw = fh.read()
-        keys, current = _parse_keyring(raw, self.path)
-        self._keys, self._current = keys, current
+        self._keys, self._current, self._created_at = _parse_keyring(raw, self.path)
         self._signature = (info.st_ino, info.st_mtime_ns, info.st_size)
 
     def _create(self) -> None:
@@ -247,8 +247,7 @@ class FileKeyring(LocalKeyring):
             while key_id in self._keys:
                 key = AESGCM.generate_key(bit_length=256)
                 key_id = f"file:{fingerprint(key)}"
-            entries = [_entry(k, v) for k, v in self._keys.items()]
-            entries[-len(self._keys):] = [_entry(k, v, self._created.get(k)) for k, v in self._keys.items()]
+            entries = [_entry(k, v, self._created_at.get(k)) for k, v in self._keys.items()]
             entries.append(_entry(key_id, key))
             tmp = self._write_temp({"version": 1, "current": key_id, "keys": entries})
             os.replace(tmp, self.path)
@@ -259,10 +258,6 @@ class FileKeyring(LocalKeyring):
                 fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
-    @property
-    def _created(self) -> dict[str, str]:
-        return getattr(self, "_created_at", {})
-
 
 def _entry(key_id: str, key: bytes, created_at: str | None = None) -> dict[str, str]:
     return {
@@ -272,17 +267,19 @@ def _entry(key_id: str, key: bytes, created_at: str | None = None) -> dict[str, 
     }
 
 
-def _parse_keyring(raw: bytes, path: Path) -> tuple[dict[str, bytes], str]:
+def _parse_keyring(raw: bytes, path: Path) -> tuple[dict[str, bytes], str, dict[str, str]]:
     bad = f"master key file {path} is not a valid keyring"
     try:
         document = json.loads(raw)
         entries = document["keys"]
         keys: dict[str, bytes] = {}
+        created: dict[str, str] = {}
         for entry in entries:
             key = _decode_key(entry["key"])
             if key is None or not isinstance(entry["id"], str):
                 raise MasterKeyUnavailable(f"{bad}: key {entry.get('id')!r} is not base64 of 32 bytes")
             keys[entry["id"]] = key
+            created[entry["id"]] = str(entry.get("created_at", ""))
         current = document.get("current") or entries[-1]["id"]
     except MasterKeyUnavailable:
         raise
@@ -290,4 +287,19 @@ def _parse_keyring(raw: bytes, path: Path) -> tuple[dict[str, bytes], str]:
         raise MasterKeyUnavailable(bad) from None  # never echo the file's content: it holds keys
     if current not in keys:
         raise MasterKeyUnavailable(f"{bad}: current key {current!r} is not among its keys")
-    return keys, current
+    return keys, current, created
+
+
+def keyring_from_settings(settings: Settings) -> Keyring:
+    """The keyring IONFLUX_MASTER_KEY_SOURCE names; boto3 is imported only for aws-kms."""
+    if settings.master_key_source == "env":
+        if settings.master_key is None:
+            raise MasterKeyUnavailable("IONFLUX_MASTER_KEY: required when IONFLUX_MASTER_KEY_SOURCE=env")
+        return EnvKeyring.parse(settings.master_key.get_secret_value())
+    if settings.master_key_source == "aws-kms":
+        if not settings.kms_key_id:
+            raise MasterKeyUnavailable("IONFLUX_KMS_KEY_ID: required when IONFLUX_MASTER_KEY_SOURCE=aws-kms")
+        from ionflux.core.vault.kms import KmsKeyring
+
+        return KmsKeyring(settings.kms_key_id)
+    return FileKeyring(settings.effective_master_key_file)

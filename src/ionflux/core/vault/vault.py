@@ -1,0 +1,386 @@
+"""The credential vault: envelope encryption of secret bundles, bound to their owner.
+
+Each credential gets a fresh AES-256 data key that encrypts its JSON bundle with AES-256-GCM (random
+96-bit nonce); the master keyring (`keys.py`) wraps the data key. Both the bundle and the wrapped key
+carry (workspace_id, provider, name) as associated data, so a ciphertext copied to another row or
+workspace fails to open. Secrets never appear in logs, reprs or exception messages; they are opened
+only for the call that uses them (no plaintext cache).
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, cast
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import CursorResult, Select, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ionflux.core.db import Database
+from ionflux.core.errors import InvalidRequest, NotFound, VaultError
+from ionflux.core.models import PLATFORM_WORKSPACE, Credential, utcnow
+from ionflux.core.settings import Settings
+from ionflux.core.vault.keys import NONCE_BYTES, Keyring, keyring_from_settings
+
+log = logging.getLogger("ionflux.vault")
+
+PROVIDER_RE = re.compile(r"^[a-z][a-z0-9_-]{1,63}$")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+FIELD_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+MAX_FIELDS = 32
+MAX_VALUE_CHARS = 16384
+HINT_MIN_CHARS = 12  # shorter secrets get no hint: four characters of eight is too much of it
+_VAULT_META = "_vault"  # reserved key in Credential.meta: field names and hints, kept by the vault
+_DATA_LABEL = b"ionflux.credential.v1\x00"
+
+# Platform-managed secrets read from IONFLUX_<PROVIDER>_<FIELD> at start (DESIGN: Configuration).
+PLATFORM_CATALOGUE: dict[str, tuple[str, ...]] = {
+    "openai": ("api_key",),
+    "anthropic": ("api_key",),
+    "deepseek": ("api_key",),
+    "sendgrid": ("api_key", "webhook_public_key"),
+    "ses": ("access_key_id", "secret_access_key"),
+    "shopify": ("client_id", "client_secret", "client_secret_previous"),
+    "whatsapp": ("app_secret", "verify_token", "access_token"),
+    "stripe": ("secret_key", "webhook_secret"),
+    "tiktok": ("client_key", "client_secret"),
+    "notion": ("api_key", "client_id", "client_secret"),
+    "jira": ("api_key", "client_id", "client_secret"),
+    "calendly": ("api_key", "client_id", "client_secret"),
+}
+
+
+class SecretBundle(Mapping[str, str]):
+    """Secret strings by field name; `repr`/`str` show field names only, never values."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self._values = dict(values)
+
+    def __getitem__(self, field_name: str) -> str:
+        return self._values[field_name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def reveal(self, field_name: str) -> str:
+        return self._values[field_name]
+
+    @property
+    def fields(self) -> builtins.list[str]:
+        return sorted(self._values)
+
+    def __repr__(self) -> str:
+        return f"SecretBundle(fields={self.fields!r})"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class CredentialInfo:
+    """What may be shown about a credential: never a secret, at most the last 4 characters of one."""
+
+    provider: str
+    name: str
+    fields: builtins.list[str]
+    hints: dict[str, str]
+    hint: str
+    source: Literal["workspace", "platform"]
+    meta: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedCredential:
+    source: Literal["workspace", "platform"]
+    provider: str
+    name: str
+    secrets: SecretBundle
+
+
+@dataclass(frozen=True)
+class _Sealed:
+    ciphertext: bytes
+    nonce: bytes
+    wrapped_key: bytes
+    master_key_id: str
+
+
+class Vault:
+    def __init__(self, db: Database, keyring: Keyring, *, rotate_batch_size: int = 100) -> None:
+        self.db = db
+        self.keyring = keyring
+        self.rotate_batch_size = rotate_batch_size
+
+    @classmethod
+    def from_settings(cls, settings: Settings, db: Database) -> Vault:
+        return cls(db, keyring_from_settings(settings))
+
+    async def put(
+        self, workspace_id: str, provider: str, secrets: Mapping[str, str], *,
+        name: str = "default", meta: dict[str, Any] | None = None, origin: str = "api",
+    ) -> CredentialInfo:
+        """Store (or replace) a credential. `meta` is kept in clear: never put a secret in it."""
+        _check_owner(provider, name)
+        _check_secrets(secrets)
+        if meta is not None and _VAULT_META in meta:
+            raise InvalidRequest(f"meta: the key {_VAULT_META!r} is reserved", field="meta")
+        fields = sorted(secrets)
+        hints = {f: _hint(secrets[f]) for f in fields}
+        primary = max(fields, key=lambda f: (len(secrets[f]), f))
+        bookkeeping = {"fields": fields, "hints": hints, "origin": origin}
+        sealed = await self._seal(workspace_id, provider, name, secrets)
+        for attempt in (1, 2):
+            try:
+                async with self.db.tenant(workspace_id) as session:
+                    row = await session.scalar(_owned(provider, name))
+                    if row is None:
+                        row = Credential(workspace_id=workspace_id, provider=provider, name=name)
+                        session.add(row)
+                        user_meta = meta or {}
+                    else:
+                        user_meta = meta if meta is not None else _user_meta(row.meta)
+                        row.updated_at = utcnow()
+                    row.ciphertext, row.nonce = sealed.ciphertext, sealed.nonce
+                    row.wrapped_key, row.master_key_id = sealed.wrapped_key, sealed.master_key_id
+                    row.hint = hints[primary]
+                    row.meta = {**user_meta, _VAULT_META: bookkeeping}
+                    await session.flush()
+                    info = _info(row)
+                break
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+                # A concurrent put created the row first: go round again and update it.
+        log.info("credential stored", extra={"workspace_id": workspace_id, "provider": provider,
+                                             "credential": name, "fields": fields})
+        return info
+
+    async def get(self, workspace_id: str, provider: str, name: str = "default") -> SecretBundle:
+        row = await self._row(workspace_id, provider, name)
+        return await self._open(row)
+
+    async def describe(self, workspace_id: str, provider: str, name: str = "default") -> CredentialInfo:
+        return _info(await self._row(workspace_id, provider, name))
+
+    async def delete(self, workspace_id: str, provider: str, name: str = "default") -> None:
+        _check_owner(provider, name)
+        async with self.db.tenant(workspace_id) as session:
+            row = await session.scalar(_owned(provider, name))
+            if row is None:
+                raise _not_found(provider, name)
+            await session.delete(row)
+        log.info("credential deleted", extra={"workspace_id": workspace_id, "provider": provider,
+                                              "credential": name})
+
+    async def resolve(self, workspace_id: str, provider: str, name: str = "default") -> ResolvedCredential:
+        """The workspace's own credential if it has one, else the platform-managed one.
+
+        A workspace credential that fails to open raises VaultError; it never falls back silently.
+        """
+        _check_owner(provider, name)
+        async with self.db.system() as session:
+            rows = (await session.scalars(
+                select(Credential).where(Credential.workspace_id.in_([workspace_id, PLATFORM_WORKSPACE]),
+                                         Credential.provider == provider, Credential.name == name)
+            )).all()
+        if not rows:
+            raise NotFound(
+                f"no {provider!r} credential named {name!r}: neither this workspace nor the platform has one",
+                field="provider",
+            )
+        row = next((r for r in rows if r.workspace_id == workspace_id), rows[0])
+        source: Literal["workspace", "platform"] = "platform" if row.workspace_id == PLATFORM_WORKSPACE else "workspace"
+        return ResolvedCredential(source, provider, name, await self._open(row))
+
+    async def load_platform_credentials(
+        self, settings: Settings | None = None, environ: Mapping[str, str] | None = None
+    ) -> int:
+        """Upsert platform credentials from IONFLUX_<PROVIDER>_<FIELD>; unchanged ones are left alone.
+
+        A provider whose variables are gone keeps its stored credential: an admin shell started
+        without the secrets must not wipe them. Returns how many credentials were written.
+        """
+        env = os.environ if environ is None else environ
+        written = 0
+        for provider, field_names in PLATFORM_CATALOGUE.items():
+            prefix = f"IONFLUX_{provider.upper()}_"
+            found = {f: env[prefix + f.upper()] for f in field_names if env.get(prefix + f.upper())}
+            if not found:
+                continue
+            try:
+                if dict(await self.get(PLATFORM_WORKSPACE, provider)) == found:
+                    continue
+            except NotFound:
+                pass
+            except VaultError:
+                log.warning("platform credential does not open; replacing it from the environment",
+                            extra={"provider": provider})
+            await self.put(PLATFORM_WORKSPACE, provider, found, origin="env")
+            written += 1
+        return written
+
+    async def rotate(self) -> int:
+        """Make a new master key current and re-wrap every data key under it; returns the count.
+
+        Only wrapped_key and master_key_id change (ciphertexts and updated_at stay). Rows are read
+        in batches, re-wrapped outside any transaction (KMS calls are slow), and written one batch
+        per transaction, compare-and-set on the old wrapped key so a concurrent put is never undone.
+        Old keys stay in the keyring: a server that read a row before rotation can still open it.
+        """
+        current = await self.keyring.rotate()
+        rewrapped, failed, after = 0, 0, ""
+        while True:
+            async with self.db.system() as session:
+                batch = (await session.execute(
+                    select(Credential.id, Credential.workspace_id, Credential.provider, Credential.name,
+                           Credential.wrapped_key, Credential.master_key_id)
+                    .where(Credential.id > after).order_by(Credential.id).limit(self.rotate_batch_size)
+                )).all()
+            if not batch:
+                break
+            after = batch[-1].id
+            changes: builtins.list[tuple[str, bytes, bytes, str]] = []
+            for row in batch:
+                if row.master_key_id == current:
+                    continue
+                context = _context(row.workspace_id, row.provider, row.name)
+                try:
+                    data_key = await self.keyring.unwrap(row.wrapped_key, row.master_key_id, context)
+                    wrapped = await self.keyring.wrap(data_key, context)
+                except VaultError:
+                    failed += 1
+                    log.error("credential could not be re-wrapped", extra={"credential_id": row.id})
+                    continue
+                changes.append((row.id, row.wrapped_key, wrapped.blob, wrapped.key_id))
+            if changes:
+                async with self.db.system() as session:
+                    for cred_id, old, new, key_id in changes:
+                        result = cast(CursorResult[Any], await session.execute(
+                            update(Credential)
+                            .where(Credential.id == cred_id, Credential.wrapped_key == old)
+                            .values(wrapped_key=new, master_key_id=key_id, updated_at=Credential.updated_at)
+                            .execution_options(synchronize_session=False)
+                        ))
+                        rewrapped += result.rowcount
+        log.info("master key rotated", extra={"master_key_id": current, "rewrapped": rewrapped})
+        if failed:
+            raise VaultError(f"{rewrapped} credentials re-wrapped, {failed} could not be unwrapped "
+                             "(see the log for their ids); they still use their old master key")
+        return rewrapped
+
+    async def list(self, workspace_id: str) -> builtins.list[CredentialInfo]:
+        async with self.db.tenant(workspace_id) as session:
+            rows = (await session.scalars(
+                select(Credential).order_by(Credential.provider, Credential.name)
+            )).all()
+        return [_info(row) for row in rows]
+
+    async def _row(self, workspace_id: str, provider: str, name: str) -> Credential:
+        _check_owner(provider, name)
+        async with self.db.tenant(workspace_id) as session:
+            row = await session.scalar(_owned(provider, name))
+        if row is None:
+            raise _not_found(provider, name)
+        return row
+
+    async def _seal(self, workspace_id: str, provider: str, name: str, secrets: Mapping[str, str]) -> _Sealed:
+        context = _context(workspace_id, provider, name)
+        data_key, wrapped = await self.keyring.new_data_key(context)
+        nonce = os.urandom(NONCE_BYTES)
+        plaintext = json.dumps(dict(secrets), sort_keys=True, separators=(",", ":")).encode()
+        ciphertext = AESGCM(data_key).encrypt(nonce, plaintext, _data_aad(context))
+        return _Sealed(ciphertext, nonce, wrapped.blob, wrapped.key_id)
+
+    async def _open(self, row: Credential) -> SecretBundle:
+        context = _context(row.workspace_id, row.provider, row.name)
+        failure = (f"credential {row.provider}/{row.name} of workspace {row.workspace_id} does not decrypt: "
+                   "tampered, moved from another row, or its master key is gone")
+        try:
+            data_key = await self.keyring.unwrap(row.wrapped_key, row.master_key_id, context)
+            plaintext = AESGCM(data_key).decrypt(row.nonce, row.ciphertext, _data_aad(context))
+            values = json.loads(plaintext)  # parse errors are swallowed below: they quote the text
+        except (VaultError, InvalidTag, ValueError):
+            raise VaultError(failure) from None
+        if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+            raise VaultError(failure)
+        return SecretBundle(values)
+
+
+def _context(workspace_id: str, provider: str, name: str) -> dict[str, str]:
+    return {"workspace_id": workspace_id, "provider": provider, "name": name}
+
+
+def _data_aad(context: Mapping[str, str]) -> bytes:
+    return _DATA_LABEL + json.dumps(dict(context), sort_keys=True, separators=(",", ":")).encode()
+
+
+def _owned(provider: str, name: str) -> Select[Credential]:
+    return select(Credential).where(Credential.provider == provider, Credential.name == name)
+
+
+def _not_found(provider: str, name: str) -> NotFound:
+    return NotFound(f"this workspace has no {provider!r} credential named {name!r}", field="provider")
+
+
+def _check_owner(provider: str, name: str) -> None:
+    if not isinstance(provider, str) or not PROVIDER_RE.fullmatch(provider):
+        raise InvalidRequest(f"provider must be 2-64 characters: a lowercase letter, then lowercase letters, "
+                             f"digits, '_' or '-' (got {str(provider)[:70]!r})", field="provider")
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise InvalidRequest(f"name must be 1-64 characters of lowercase letters, digits, '_', '.' or '-' "
+                             f"(got {str(name)[:70]!r})", field="name")
+
+
+def _check_secrets(secrets: Mapping[str, str]) -> None:
+    if not isinstance(secrets, Mapping) or not secrets:
+        raise InvalidRequest("secrets must be a non-empty object of field name to secret string",
+                             field="secrets")
+    if len(secrets) > MAX_FIELDS:
+        raise InvalidRequest(f"secrets: at most {MAX_FIELDS} fields", field="secrets")
+    for key, value in secrets.items():
+        if not isinstance(key, str) or not FIELD_RE.fullmatch(key):
+            raise InvalidRequest(f"secrets: field names are lowercase letters, digits and '_' (got {str(key)[:70]!r})",
+                                 field="secrets")
+        # Messages name the field, never the value.
+        if not isinstance(value, str) or not value:
+            raise InvalidRequest(f"secrets.{key} must be a non-empty string", field=f"secrets.{key}")
+        if len(value) > MAX_VALUE_CHARS:
+            raise InvalidRequest(f"secrets.{key} is longer than {MAX_VALUE_CHARS} characters",
+                                 field=f"secrets.{key}")
+
+
+def _hint(value: str) -> str:
+    return "…" + value[-4:] if len(value) >= HINT_MIN_CHARS else "…"
+
+
+def _user_meta(stored: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (stored or {}).items() if k != _VAULT_META}
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # SQLite hands timestamps back naive; they were written in UTC.
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+def _info(row: Credential) -> CredentialInfo:
+    book = (row.meta or {}).get(_VAULT_META, {})
+    return CredentialInfo(
+        provider=row.provider, name=row.name, fields=list(book.get("fields", [])),
+        hints=dict(book.get("hints", {})), hint=row.hint,
+        source="platform" if row.workspace_id == PLATFORM_WORKSPACE else "workspace",
+        meta=_user_meta(row.meta), created_at=_aware(row.created_at), updated_at=_aware(row.updated_at),
+    )
