@@ -1,0 +1,118 @@
+"""Subscriptions and the idempotent consumer wrapper shared by both transports.
+
+Delivery is at-least-once; a consumer acts once per event id because its handler runs in the same
+tenant transaction that inserts the `ProcessedEvent(consumer, event_id)` marker: the insert comes
+first, so a concurrent duplicate waits on the primary key and then finds the marker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ionflux.core.bus.envelope import Event
+from ionflux.core.bus.patterns import TopicPattern, compile_pattern
+from ionflux.core.db import Database
+from ionflux.core.errors import InvalidRequest
+from ionflux.core.models import ProcessedEvent, utcnow
+from ionflux.core.observability import Metrics
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Event, AsyncSession], Awaitable[None]]
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A named consumer: its queue is `ionflux.consumer.<name>`; its marker rows carry the name."""
+
+    name: str
+    patterns: tuple[TopicPattern, ...]
+    handler: Handler
+
+    @classmethod
+    def create(cls, name: str, patterns: list[str], handler: Handler) -> Subscription:
+        if not _NAME.match(name):
+            raise InvalidRequest(
+                f"consumer name {name!r} must be 1-100 of a-z, 0-9, '_', '.', '-' (it names a queue)",
+                field="name",
+            )
+        if not patterns:
+            raise InvalidRequest("a subscription needs at least one topic pattern", field="patterns")
+        return cls(name, tuple(compile_pattern(p) for p in patterns), handler)
+
+    def matches(self, topic: str) -> bool:
+        return any(p.matches(topic) for p in self.patterns)
+
+
+class _AlreadyProcessed(Exception):
+    pass
+
+
+async def deliver_once(db: Database, sub: Subscription, event: Event, metrics: Metrics | None = None) -> bool:
+    """Run `sub`'s handler for `event` unless it already ran. True if it ran now; raises if it failed."""
+    try:
+        async with db.tenant(event.workspace_id) as session:
+            session.add(ProcessedEvent(consumer=sub.name, event_id=event.id))
+            try:
+                await session.flush()
+            except IntegrityError:
+                raise _AlreadyProcessed from None
+            await sub.handler(event, session)
+    except _AlreadyProcessed:
+        _count(metrics, sub.name, "duplicate")
+        return False
+    except Exception:
+        _count(metrics, sub.name, "failed")
+        raise
+    _count(metrics, sub.name, "handled")
+    return True
+
+
+def _count(metrics: Metrics | None, consumer: str, outcome: str) -> None:
+    if metrics is not None:
+        metrics.events_consumed.labels(consumer=consumer, outcome=outcome).inc()
+
+
+async def purge_processed(db: Database, retention_days: int) -> int:
+    """Forget markers older than the retention (a redelivery that late would act again)."""
+    cutoff = utcnow() - timedelta(days=retention_days)
+    async with db.system() as session:
+        result = await session.execute(
+            delete(ProcessedEvent).where(ProcessedEvent.processed_at < cutoff)
+            .execution_options(synchronize_session=False)
+        )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+class KeyedSerializer:
+    """Runs jobs with the same key one at a time, in the order they were submitted.
+
+    Deliveries arrive as concurrent tasks; serialising per workspace keeps each workspace's events in
+    order while different workspaces proceed in parallel.
+    """
+
+    def __init__(self) -> None:
+        self._tails: dict[str, asyncio.Future[None]] = {}
+
+    async def run(self, key: str, job: Callable[[], Awaitable[None]]) -> None:
+        previous = self._tails.get(key)
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._tails[key] = mine
+        try:
+            if previous is not None:
+                await asyncio.shield(previous)
+            await job()
+        finally:
+            mine.set_result(None)
+            if self._tails.get(key) is mine:
+                del self._tails[key]

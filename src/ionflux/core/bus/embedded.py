@@ -1,0 +1,55 @@
+"""`embedded://`: publishing an event means handing it to the matching in-process consumers.
+
+A consumer that raises makes the publish of that event fail, so the relay retries it with backoff;
+consumers that already succeeded skip it by idempotency. After `max_deliveries` failures the outbox
+row is marked `dead` with the consumer named in `last_error`: the embedded dead-letter.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from ionflux.core.bus.consumers import Subscription, deliver_once
+from ionflux.core.bus.envelope import Event
+from ionflux.core.bus.relay import PublishFailure, PublishOutcome
+from ionflux.core.db import Database
+from ionflux.core.observability import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedTransport:
+    name = "embedded"
+
+    def __init__(
+        self,
+        db: Database,
+        subscriptions: Callable[[], Sequence[Subscription]],
+        *,
+        max_deliveries: int = 5,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.db = db
+        self.subscriptions = subscriptions
+        self.max_deliveries = max_deliveries
+        self.metrics = metrics
+
+    async def publish(self, events: Sequence[Event]) -> list[PublishOutcome]:
+        # In order, one at a time: events of a workspace reach each consumer in outbox order.
+        return [await self._dispatch(event) for event in events]
+
+    async def _dispatch(self, event: Event) -> PublishOutcome:
+        failures: list[str] = []
+        for sub in self.subscriptions():
+            if not sub.matches(event.type):
+                continue
+            try:
+                await deliver_once(self.db, sub, event, self.metrics)
+            except Exception as exc:
+                log.warning("consumer %s failed on event %s (%s)", sub.name, event.id, event.type,
+                            exc_info=True)
+                failures.append(f"consumer {sub.name}: {type(exc).__name__}: {exc}")
+        if failures:
+            return PublishFailure("; ".join(failures), dead_after=self.max_deliveries)
+        return None

@@ -1,0 +1,140 @@
+"""`EventBus`: the one object services use to subscribe, and the process uses to run the relay and consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from ionflux.core.bus.consumers import Handler, Subscription, purge_processed
+from ionflux.core.bus.embedded import EmbeddedTransport
+from ionflux.core.bus.rabbitmq import RabbitMQTransport
+from ionflux.core.bus.relay import Backoff, OutboxRelay
+from ionflux.core.db import Database
+from ionflux.core.errors import Conflict
+from ionflux.core.observability import Metrics
+from ionflux.core.settings import Settings
+
+log = logging.getLogger(__name__)
+PURGE_EVERY_SECONDS = 3600.0
+
+
+class EventBus:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        bus_url: str = "embedded://",
+        metrics: Metrics | None = None,
+        max_deliveries: int = 5,
+        outbox_max_attempts: int = 0,
+        relay_poll_seconds: float = 1.0,
+        relay_batch_size: int = 200,
+        processed_retention_days: int = 14,
+        backoff: Backoff | None = None,
+        **rabbitmq_options: Any,
+    ) -> None:
+        """`rabbitmq_options` go to `RabbitMQTransport` (e.g. exchange=, queue_prefix= for isolation)."""
+        self.db = db
+        self.metrics = metrics
+        self.processed_retention_days = processed_retention_days
+        self._subscriptions: dict[str, Subscription] = {}
+        self.transport: EmbeddedTransport | RabbitMQTransport
+        if bus_url.startswith("embedded://"):
+            self.transport = EmbeddedTransport(
+                db, self.subscriptions, max_deliveries=max_deliveries, metrics=metrics
+            )
+        else:
+            self.transport = RabbitMQTransport(
+                bus_url, db, max_deliveries=max_deliveries, metrics=metrics, **rabbitmq_options
+            )
+        self.relay = OutboxRelay(
+            db, self.transport, metrics=metrics, batch_size=relay_batch_size,
+            poll_seconds=relay_poll_seconds, max_attempts=outbox_max_attempts, backoff=backoff,
+        )
+        self._consumers_running = False
+        self._purge_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, db: Database, metrics: Metrics | None = None, **options: Any
+    ) -> EventBus:
+        return cls(
+            db,
+            bus_url=settings.bus_url,
+            metrics=metrics,
+            max_deliveries=settings.bus_max_deliveries,
+            outbox_max_attempts=settings.outbox_max_attempts,
+            relay_poll_seconds=settings.relay_poll_seconds,
+            relay_batch_size=settings.relay_batch_size,
+            processed_retention_days=settings.processed_retention_days,
+            **options,
+        )
+
+    @property
+    def is_embedded(self) -> bool:
+        return isinstance(self.transport, EmbeddedTransport)
+
+    def subscriptions(self) -> list[Subscription]:
+        return list(self._subscriptions.values())
+
+    def subscribe(self, name: str, patterns: list[str], handler: Handler) -> Subscription:
+        """Register consumer `name` for topics matching `patterns`; it acts once per event id."""
+        if name in self._subscriptions:
+            raise Conflict(f"a consumer named {name!r} is already subscribed", field="name")
+        sub = Subscription.create(name, patterns, handler)
+        self._subscriptions[name] = sub
+        if self._consumers_running and isinstance(self.transport, RabbitMQTransport):
+            task = asyncio.create_task(self.transport.add_consumer(sub))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return sub
+
+    async def start(self, *, relay: bool = True, consumers: bool = True) -> None:
+        """Run the outbox relay and/or this process's consumers.
+
+        Embedded delivery happens inside the relay, so an embedded bus without consumers does not
+        relay either: its events wait in the outbox for a process that runs both.
+        """
+        if consumers:
+            self._consumers_running = True
+            if isinstance(self.transport, RabbitMQTransport):
+                self.transport.start_consumers(self.subscriptions)
+            self._purge_task = asyncio.create_task(self._purge_forever(), name="ionflux-processed-purge")
+        if relay and (consumers or not self.is_embedded):
+            self.relay.start()
+        elif relay:
+            log.warning("embedded bus started without consumers: the outbox relay is not started")
+
+    async def stop(self) -> None:
+        await self.relay.stop()
+        self._consumers_running = False
+        tasks = [t for t in (self._purge_task, *self._background) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._purge_task = None
+        if isinstance(self.transport, RabbitMQTransport):
+            await self.transport.close()
+
+    def healthy(self) -> bool:
+        """For /healthz: embedded is always up; RabbitMQ needs its open connection(s)."""
+        if isinstance(self.transport, EmbeddedTransport):
+            return True
+        return self.transport.healthy()
+
+    def wake(self) -> None:
+        self.relay.wake()
+
+    async def purge_processed(self) -> int:
+        return await purge_processed(self.db, self.processed_retention_days)
+
+    async def _purge_forever(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                removed = await self.purge_processed()
+                if removed:
+                    log.info("forgot %d processed-event markers past retention", removed)
+            await asyncio.sleep(PURGE_EVERY_SECONDS)

@@ -1,0 +1,106 @@
+"""`emit`: write an event into the caller's transaction, so it commits or rolls back with the change.
+
+A session that emitted is flagged in `session.info`; when it commits, every relay running on the same
+engine is nudged at once (`after_commit`), so delivery does not wait for the next poll.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import Session
+
+from ionflux.core.bus.envelope import Event, validate_topic
+from ionflux.core.db import SYSTEM, TenancyViolation, scope_of
+from ionflux.core.errors import InvalidRequest
+from ionflux.core.models import OutboxEvent
+
+log = logging.getLogger(__name__)
+
+_EMITTED = "ionflux_bus_emitted"
+_MAX_SOURCE = 255
+Waker = Callable[[], None]
+_wakers: weakref.WeakKeyDictionary[Engine, dict[int, Waker]] = weakref.WeakKeyDictionary()
+
+
+def emit(
+    session: AsyncSession,
+    *,
+    type: str,  # the CloudEvents attribute is called `type`
+    data: dict[str, Any],
+    subject: str | None = None,
+    source: str = "ionflux",
+    workspace_id: str | None = None,
+) -> Event:
+    """Add an event to the outbox in `session`'s transaction and return it (it is sent after commit).
+
+    In a `db.tenant(ws)` session the event belongs to `ws`; a `db.system()` session must name the
+    workspace. The caller commits (the `db.tenant()`/`db.system()` block does it on exit).
+    """
+    validate_topic(type)
+    if not isinstance(data, dict):
+        raise InvalidRequest("event data must be a JSON object", field="data")
+    try:
+        json.dumps(data, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(f"event data is not JSON-serialisable: {exc}", field="data") from None
+    if subject is not None and (not isinstance(subject, str) or len(subject) > 255):
+        raise InvalidRequest("event subject must be a string of at most 255 characters", field="subject")
+    if not source or len(source) > _MAX_SOURCE:
+        raise InvalidRequest("event source must be 1-255 characters", field="source")
+    scope = scope_of(session)
+    if workspace_id is None:
+        if scope is None or scope is SYSTEM:
+            raise TenancyViolation("emit() in a system session must name the workspace_id")
+        workspace_id = str(scope)
+    elif scope is not SYSTEM and workspace_id != scope:
+        raise TenancyViolation("emit() cannot write an event of another workspace in a tenant session")
+
+    event = Event(type=type, data=data, subject=subject, source=source, workspace_id=workspace_id)
+    session.add(
+        OutboxEvent(
+            id=event.id, type=event.type, source=event.source, subject=event.subject, time=event.time,
+            data=event.data, workspace_id=event.workspace_id, next_attempt_at=event.time,
+        )
+    )
+    session.sync_session.info[_EMITTED] = True
+    return event
+
+
+def on_commit_wake(engine: AsyncEngine, waker: Waker) -> Callable[[], None]:
+    """Call `waker` after every commit, on `engine`, of a session that emitted. Returns an unregister."""
+    sync_engine = engine.sync_engine
+    key = id(waker)
+    _wakers.setdefault(sync_engine, {})[key] = waker
+
+    def unregister() -> None:
+        _wakers.get(sync_engine, {}).pop(key, None)
+
+    return unregister
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _wake_relays(session: Session) -> None:
+    if not session.info.pop(_EMITTED, False):
+        return
+    bind = session.bind
+    engine = bind if isinstance(bind, Engine) else getattr(bind, "engine", None)
+    if engine is None:
+        return
+    for waker in list(_wakers.get(engine, {}).values()):
+        try:
+            waker()
+        except Exception:  # a wake is only a hint; the poll still finds the rows
+            log.exception("outbox wake-up failed")
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _forget_emitted(session: Session) -> None:
+    session.info.pop(_EMITTED, None)
