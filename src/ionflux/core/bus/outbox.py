@@ -12,12 +12,14 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import ColumnElement, select
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
 from ionflux.core.bus.envelope import Event, validate_topic
+from ionflux.core.bus.patterns import compile_pattern
 from ionflux.core.db import SYSTEM, TenancyViolation, scope_of
 from ionflux.core.errors import InvalidRequest
 from ionflux.core.models import OutboxEvent
@@ -104,3 +106,52 @@ def _wake_relays(session: Session) -> None:
 @sa_event.listens_for(Session, "after_rollback")
 def _forget_emitted(session: Session) -> None:
     session.info.pop(_EMITTED, None)
+
+
+async def list_events(
+    session: AsyncSession, *, pattern: str | None = None, after: str | None = None, limit: int = 100
+) -> tuple[list[Event], str | None]:
+    """Events visible to `session` (a tenant session: its workspace's), oldest first, after event `after`.
+
+    Returns the page and the id to pass as `after` for the next one (None when there is no more).
+    Topic patterns are narrowed in SQL by their literal prefix/suffix and matched exactly in Python.
+    """
+    matcher = compile_pattern(pattern) if pattern else None
+    cursor = 0
+    if after is not None:
+        seq = await session.scalar(select(OutboxEvent.seq).where(OutboxEvent.id == after))
+        if seq is None:
+            raise InvalidRequest(f"after: no event {after!r} in this workspace", field="after")
+        cursor = seq
+    query = select(OutboxEvent).order_by(OutboxEvent.seq)
+    if pattern:
+        query = query.where(*_narrowing(pattern))
+    chunk = min(max(limit + 1, 100), 1000)
+    matched: list[OutboxEvent] = []
+    while len(matched) <= limit:
+        rows = (await session.scalars(query.where(OutboxEvent.seq > cursor).limit(chunk))).all()
+        for row in rows:
+            cursor = row.seq
+            if matcher is None or matcher.matches(row.type):
+                matched.append(row)
+                if len(matched) > limit:
+                    break
+        if len(rows) < chunk:
+            break
+    page = [Event.from_row(row) for row in matched[:limit]]
+    return page, (page[-1].id if len(matched) > limit and page else None)
+
+
+def _narrowing(pattern: str) -> list[ColumnElement[bool]]:
+    words = pattern.split(".")
+    if "*" not in words and "#" not in words:
+        return [OutboxEvent.type == pattern]
+    first = min(words.index(w) for w in ("*", "#") if w in words)
+    last = max(len(words) - 1 - words[::-1].index(w) for w in ("*", "#") if w in words)
+    prefix, suffix = ".".join(words[:first]), ".".join(words[last + 1 :])
+    like = (_like_escape(prefix + ".") if prefix else "") + "%" + (_like_escape("." + suffix) if suffix else "")
+    return [] if like == "%" else [OutboxEvent.type.like(like, escape="\\")]
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
