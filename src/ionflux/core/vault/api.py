@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ionflux.core.auth import PlatformDep, WorkspaceId
-from ionflux.core.vault.vault import CredentialInfo
+from ionflux.core.vault.bundle import CredentialInfo
 
 router = APIRouter(prefix="/v1/credentials", tags=["credentials"])
 

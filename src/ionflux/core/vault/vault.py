@@ -13,10 +13,8 @@ import builtins
 import json
 import logging
 import os
-import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from cryptography.exceptions import InvalidTag
@@ -28,17 +26,21 @@ from ionflux.core.db import Database
 from ionflux.core.errors import InvalidRequest, NotFound, VaultError
 from ionflux.core.models import PLATFORM_WORKSPACE, Credential, utcnow
 from ionflux.core.settings import Settings
+from ionflux.core.vault.bundle import (
+    VAULT_META,
+    CredentialInfo,
+    ResolvedCredential,
+    SecretBundle,
+    check_owner,
+    check_secrets,
+    hint,
+    info_of,
+    user_meta,
+)
 from ionflux.core.vault.keys import NONCE_BYTES, Keyring, keyring_from_settings
 
 log = logging.getLogger("ionflux.vault")
 
-PROVIDER_RE = re.compile(r"^[a-z][a-z0-9_-]{1,63}$")
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-FIELD_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-MAX_FIELDS = 32
-MAX_VALUE_CHARS = 16384
-HINT_MIN_CHARS = 12  # shorter secrets get no hint: four characters of eight is too much of it
-_VAULT_META = "_vault"  # reserved key in Credential.meta: field names and hints, kept by the vault
 _DATA_LABEL = b"ionflux.credential.v1\x00"
 
 # Platform-managed secrets read from IONFLUX_<PROVIDER>_<FIELD> at start (DESIGN: Configuration).
@@ -56,59 +58,6 @@ PLATFORM_CATALOGUE: dict[str, tuple[str, ...]] = {
     "jira": ("api_key", "client_id", "client_secret"),
     "calendly": ("api_key", "client_id", "client_secret"),
 }
-
-
-class SecretBundle(Mapping[str, str]):
-    """Secret strings by field name; `repr`/`str` show field names only, never values."""
-
-    __slots__ = ("_values",)
-
-    def __init__(self, values: Mapping[str, str]) -> None:
-        self._values = dict(values)
-
-    def __getitem__(self, field_name: str) -> str:
-        return self._values[field_name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def reveal(self, field_name: str) -> str:
-        return self._values[field_name]
-
-    @property
-    def fields(self) -> builtins.list[str]:
-        return sorted(self._values)
-
-    def __repr__(self) -> str:
-        return f"SecretBundle(fields={self.fields!r})"
-
-    __str__ = __repr__
-
-
-@dataclass(frozen=True)
-class CredentialInfo:
-    """What may be shown about a credential: never a secret, at most the last 4 characters of one."""
-
-    provider: str
-    name: str
-    fields: builtins.list[str]
-    hints: dict[str, str]
-    hint: str
-    source: Literal["workspace", "platform"]
-    meta: dict[str, Any] = field(default_factory=dict)
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class ResolvedCredential:
-    source: Literal["workspace", "platform"]
-    provider: str
-    name: str
-    secrets: SecretBundle
 
 
 @dataclass(frozen=True)
@@ -134,12 +83,12 @@ class Vault:
         name: str = "default", meta: dict[str, Any] | None = None, origin: str = "api",
     ) -> CredentialInfo:
         """Store (or replace) a credential. `meta` is kept in clear: never put a secret in it."""
-        _check_owner(provider, name)
-        _check_secrets(secrets)
-        if meta is not None and _VAULT_META in meta:
-            raise InvalidRequest(f"meta: the key {_VAULT_META!r} is reserved", field="meta")
+        check_owner(provider, name)
+        check_secrets(secrets)
+        if meta is not None and VAULT_META in meta:
+            raise InvalidRequest(f"meta: the key {VAULT_META!r} is reserved", field="meta")
         fields = sorted(secrets)
-        hints = {f: _hint(secrets[f]) for f in fields}
+        hints = {f: hint(secrets[f]) for f in fields}
         primary = max(fields, key=lambda f: (len(secrets[f]), f))
         bookkeeping = {"fields": fields, "hints": hints, "origin": origin}
         sealed = await self._seal(workspace_id, provider, name, secrets)
@@ -150,16 +99,16 @@ class Vault:
                     if row is None:
                         row = Credential(workspace_id=workspace_id, provider=provider, name=name)
                         session.add(row)
-                        user_meta = meta or {}
+                        kept = meta or {}
                     else:
-                        user_meta = meta if meta is not None else _user_meta(row.meta)
+                        kept = meta if meta is not None else user_meta(row.meta)
                         row.updated_at = utcnow()
                     row.ciphertext, row.nonce = sealed.ciphertext, sealed.nonce
                     row.wrapped_key, row.master_key_id = sealed.wrapped_key, sealed.master_key_id
                     row.hint = hints[primary]
-                    row.meta = {**user_meta, _VAULT_META: bookkeeping}
+                    row.meta = {**kept, VAULT_META: bookkeeping}
                     await session.flush()
-                    info = _info(row)
+                    info = info_of(row)
                 break
             except IntegrityError:
                 if attempt == 2:
@@ -174,10 +123,10 @@ class Vault:
         return await self._open(row)
 
     async def describe(self, workspace_id: str, provider: str, name: str = "default") -> CredentialInfo:
-        return _info(await self._row(workspace_id, provider, name))
+        return info_of(await self._row(workspace_id, provider, name))
 
     async def delete(self, workspace_id: str, provider: str, name: str = "default") -> None:
-        _check_owner(provider, name)
+        check_owner(provider, name)
         async with self.db.tenant(workspace_id) as session:
             row = await session.scalar(_owned(provider, name))
             if row is None:
@@ -191,7 +140,7 @@ class Vault:
 
         A workspace credential that fails to open raises VaultError; it never falls back silently.
         """
-        _check_owner(provider, name)
+        check_owner(provider, name)
         async with self.db.system() as session:
             rows = (await session.scalars(
                 select(Credential).where(Credential.workspace_id.in_([workspace_id, PLATFORM_WORKSPACE]),
@@ -287,10 +236,10 @@ class Vault:
             rows = (await session.scalars(
                 select(Credential).order_by(Credential.provider, Credential.name)
             )).all()
-        return [_info(row) for row in rows]
+        return [info_of(row) for row in rows]
 
     async def _row(self, workspace_id: str, provider: str, name: str) -> Credential:
-        _check_owner(provider, name)
+        check_owner(provider, name)
         async with self.db.tenant(workspace_id) as session:
             row = await session.scalar(_owned(provider, name))
         if row is None:
@@ -336,51 +285,3 @@ def _not_found(provider: str, name: str) -> NotFound:
     return NotFound(f"this workspace has no {provider!r} credential named {name!r}", field="provider")
 
 
-def _check_owner(provider: str, name: str) -> None:
-    if not isinstance(provider, str) or not PROVIDER_RE.fullmatch(provider):
-        raise InvalidRequest(f"provider must be 2-64 characters: a lowercase letter, then lowercase letters, "
-                             f"digits, '_' or '-' (got {str(provider)[:70]!r})", field="provider")
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise InvalidRequest(f"name must be 1-64 characters of lowercase letters, digits, '_', '.' or '-' "
-                             f"(got {str(name)[:70]!r})", field="name")
-
-
-def _check_secrets(secrets: Mapping[str, str]) -> None:
-    if not isinstance(secrets, Mapping) or not secrets:
-        raise InvalidRequest("secrets must be a non-empty object of field name to secret string",
-                             field="secrets")
-    if len(secrets) > MAX_FIELDS:
-        raise InvalidRequest(f"secrets: at most {MAX_FIELDS} fields", field="secrets")
-    for key, value in secrets.items():
-        if not isinstance(key, str) or not FIELD_RE.fullmatch(key):
-            raise InvalidRequest(f"secrets: field names are lowercase letters, digits and '_' (got {str(key)[:70]!r})",
-                                 field="secrets")
-        # Messages name the field, never the value.
-        if not isinstance(value, str) or not value:
-            raise InvalidRequest(f"secrets.{key} must be a non-empty string", field=f"secrets.{key}")
-        if len(value) > MAX_VALUE_CHARS:
-            raise InvalidRequest(f"secrets.{key} is longer than {MAX_VALUE_CHARS} characters",
-                                 field=f"secrets.{key}")
-
-
-def _hint(value: str) -> str:
-    return "…" + value[-4:] if len(value) >= HINT_MIN_CHARS else "…"
-
-
-def _user_meta(stored: dict[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (stored or {}).items() if k != _VAULT_META}
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    # SQLite hands timestamps back naive; they were written in UTC.
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
-
-
-def _info(row: Credential) -> CredentialInfo:
-    book = (row.meta or {}).get(_VAULT_META, {})
-    return CredentialInfo(
-        provider=row.provider, name=row.name, fields=list(book.get("fields", [])),
-        hints=dict(book.get("hints", {})), hint=row.hint,
-        source="platform" if row.workspace_id == PLATFORM_WORKSPACE else "workspace",
-        meta=_user_meta(row.meta), created_at=_aware(row.created_at), updated_at=_aware(row.updated_at),
-    )
