@@ -26,7 +26,10 @@ if TYPE_CHECKING:
 class KmsKeyring(Keyring):
     def __init__(self, key_id: str, client: KMSClient | None = None) -> None:
         self.configured_key_id = key_id
-        self._client: KMSClient = client or boto3.client("kms")
+        try:
+            self._client: KMSClient = client or boto3.client("kms")
+        except BotoCoreError as exc:  # e.g. NoRegionError: say what to set, at start, in one line
+            raise MasterKeyUnavailable(f"KMS client: {exc} (set AWS_REGION)") from None
         self._arn: str | None = None
 
     async def current_key_id(self) -> str:
