@@ -66,6 +66,8 @@ async def test_unscoped_session_refuses_tenant_tables(database: Database) -> Non
     async with database.sessions() as s:
         with pytest.raises(TenancyViolation):
             await s.execute(select(OutboxEvent))
+        with pytest.raises(TenancyViolation):
+            await s.execute(select(func.count()).select_from(OutboxEvent))
         # Non-tenant tables are fine without a scope.
         await s.execute(select(Workspace))
 

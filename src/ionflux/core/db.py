@@ -20,8 +20,9 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.util import find_tables
 
-from ionflux.core.models import TenantScoped
+from ionflux.core.models import Base, TenantScoped
 
 _SCOPE = "ionflux_scope"  # session.info key: a workspace id, or SYSTEM
 SYSTEM = object()
@@ -104,13 +105,26 @@ def _scope_statements(state: ORMExecuteState) -> None:
     scope = state.session.info.get(_SCOPE)
     if scope is SYSTEM or not (state.is_select or state.is_update or state.is_delete):
         return
-    if not any(issubclass(mapper.class_, TenantScoped) for mapper in state.all_mappers):
-        return
     if scope is None:
-        raise TenancyViolation("tenant tables queried outside db.tenant() / db.system()")
+        if _touches_tenant_tables(state):
+            raise TenancyViolation("tenant tables queried outside db.tenant() / db.system()")
+        return
+    # Always add the criterion in a tenant session: it is a no-op for statements without tenant
+    # entities, and it also covers shapes the mapper list misses (count(*) with select_from, joins).
     state.statement = state.statement.options(
         with_loader_criteria(TenantScoped, lambda cls: cls.workspace_id == scope, include_aliases=True)
     )
+
+
+def _touches_tenant_tables(state: ORMExecuteState) -> bool:
+    if any(issubclass(mapper.class_, TenantScoped) for mapper in state.all_mappers):
+        return True
+    tenant_tables = {
+        mapper.local_table for mapper in Base.registry.mappers
+        if issubclass(mapper.class_, TenantScoped)
+    }
+    froms = state.statement.get_final_froms() if state.is_select else []
+    return any(table in tenant_tables for f in froms for table in find_tables(f, include_joins=False))
 
 
 @event.listens_for(Session, "before_flush")
