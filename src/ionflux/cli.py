@@ -12,7 +12,8 @@ import typer
 
 from ionflux.core.settings import Settings, SettingsError, load_settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="IONFLUX integration layer")
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="IONFLUX integration layer")
 db_app = typer.Typer(no_args_is_help=True, help="Database migrations")
 workspace_app = typer.Typer(no_args_is_help=True, help="Workspaces and API tokens")
 vault_app = typer.Typer(no_args_is_help=True, help="Credential vault")
@@ -182,5 +183,16 @@ def demo(
     serve(host="127.0.0.1", port=port, only="", worker=True)
 
 
+def main() -> None:
+    """Entry point: an IONFLUX error (e.g. an unreadable master key) is one line, not a traceback."""
+    from ionflux.core.errors import IonfluxError
+
+    try:
+        app()
+    except IonfluxError as exc:
+        typer.echo(f"ionflux: {exc.code}: {exc.message}", err=True)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    app()
+    main()
