@@ -16,8 +16,10 @@ from ionflux.core.platform import Platform
 def _platform_routers() -> list[APIRouter]:
     from ionflux.core.bus.api import router as events_router
     from ionflux.core.vault.api import router as credentials_router
+    from ionflux.core.webhooks.api import receiver as webhook_receiver
+    from ionflux.core.webhooks.api import router as webhooks_router
 
-    return [credentials_router, events_router]
+    return [credentials_router, events_router, webhook_receiver, webhooks_router]
 
 
 # Each service contributes its routers here; `--only` picks among these names. Imports are lazy so a

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     relay_poll_seconds: float = Field(default=1.0, gt=0)
     relay_batch_size: int = Field(default=200, gt=0)
     processed_retention_days: int = Field(default=14, gt=0)
+    webhook_max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="largest webhook body accepted")
+    webhook_retention_days: int = Field(default=8, gt=0, description="inbox rows (and dedupe keys) kept this long")
 
     @classmethod
     def settings_customise_sources(
