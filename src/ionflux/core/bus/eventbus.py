@@ -47,13 +47,15 @@ class EventBus:
             )
         else:
             self.transport = RabbitMQTransport(
-                bus_url, db, max_deliveries=max_deliveries, metrics=metrics, **rabbitmq_options
+                bus_url, db, subscriptions=self.subscriptions, max_deliveries=max_deliveries, metrics=metrics,
+                **rabbitmq_options,
             )
         self.relay = OutboxRelay(
             db, self.transport, metrics=metrics, batch_size=relay_batch_size,
             poll_seconds=relay_poll_seconds, max_attempts=outbox_max_attempts, backoff=backoff,
         )
         self._consumers_running = False
+        self._uses_broker = False  # this process relays or consumes over RabbitMQ
         self._purge_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
@@ -101,12 +103,15 @@ class EventBus:
         if consumers:
             self._consumers_running = True
             if isinstance(self.transport, RabbitMQTransport):
-                self.transport.start_consumers(self.subscriptions)
+                self.transport.start_consumers()
             self._purge_task = asyncio.create_task(self._purge_forever(), name="ionflux-processed-purge")
         if relay and (consumers or not self.is_embedded):
             self.relay.start()
+            if isinstance(self.transport, RabbitMQTransport):
+                self.transport.start_publisher()
         elif relay:
             log.warning("embedded bus started without consumers: the outbox relay is not started")
+        self._uses_broker = not self.is_embedded and (relay or consumers)
 
     async def stop(self) -> None:
         await self.relay.stop()
@@ -116,12 +121,14 @@ class EventBus:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._purge_task = None
+        self._uses_broker = False
         if isinstance(self.transport, RabbitMQTransport):
             await self.transport.close()
 
     def healthy(self) -> bool:
-        """For /healthz: embedded is always up; RabbitMQ needs its open connection(s)."""
-        if isinstance(self.transport, EmbeddedTransport):
+        """For /healthz: embedded is always up; a process that relays or consumes over RabbitMQ needs its
+        broker connection(s) open (one that does neither, e.g. an API-only process, does not)."""
+        if isinstance(self.transport, EmbeddedTransport) or not self._uses_broker:
             return True
         return self.transport.healthy()
 

@@ -19,6 +19,7 @@ from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
     AbstractIncomingMessage,
+    AbstractQueue,
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import DeliveryError
@@ -44,6 +45,7 @@ class RabbitMQTransport:
         url: str,
         db: Database,
         *,
+        subscriptions: Callable[[], Sequence[Subscription]] = list,
         max_deliveries: int = 5,
         metrics: Metrics | None = None,
         exchange: str = "ionflux.events",
@@ -76,10 +78,18 @@ class RabbitMQTransport:
         self._sub_lock = asyncio.Lock()
         self._consuming: dict[str, AbstractChannel] = {}
         self._consumer_task: asyncio.Task[None] | None = None
-        self._subscriptions: Callable[[], Sequence[Subscription]] = list
+        self._publisher_task: asyncio.Task[None] | None = None
+        self._subscriptions = subscriptions
+        self._pub_channel: AbstractChannel | None = None
+        self._pub_declared: set[str] = set()  # consumer queues the publisher made sure exist
 
     def queue_name(self, consumer: str) -> str:
         return f"{self.queue_prefix}{consumer}"
+
+    @property
+    def consuming(self) -> frozenset[str]:
+        """Names of the subscriptions this process is consuming for (their queues exist)."""
+        return frozenset(self._consuming)
 
     def healthy(self) -> bool:
         conns = [c for c in (self._pub_conn, self._sub_conn) if c is not None]
@@ -118,18 +128,26 @@ class RabbitMQTransport:
         async with self._pub_lock:
             conn = self._pub_conn
             if conn is not None and not conn.is_closed:
-                if not conn.connected.is_set() or self._pub_exchange is None:
+                if not conn.connected.is_set() or self._pub_exchange is None or self._pub_channel is None:
                     raise TransportUnavailable("connection to the broker lost; reconnecting")
-                return self._pub_exchange
-            conn = await self._connect()
-            try:
-                channel = await conn.channel(publisher_confirms=True)
-                self._pub_exchange = await self._declare_topology(channel)
-            except Exception:
-                await conn.close()
-                raise
-            self._pub_conn = conn
-            return self._pub_exchange
+                exchange, channel = self._pub_exchange, self._pub_channel
+            else:
+                conn = await self._connect()
+                try:
+                    channel = await conn.channel(publisher_confirms=True)
+                    exchange = await self._declare_topology(channel)
+                except Exception:
+                    await conn.close()
+                    raise
+                self._pub_conn, self._pub_channel, self._pub_exchange = conn, channel, exchange
+                self._pub_declared.clear()
+            # Declare the queues of this process's subscriptions before publishing, so events sent
+            # before their consumers first connect are queued, not dropped as unroutable.
+            for sub in self._subscriptions():
+                if sub.name not in self._pub_declared:
+                    await self._declare_queue(channel, exchange, sub)
+                    self._pub_declared.add(sub.name)
+            return exchange
 
     async def _connect(self) -> AbstractRobustConnection:
         try:
@@ -146,11 +164,27 @@ class RabbitMQTransport:
         await dlq.bind(dlx, routing_key="#")
         return exchange
 
+    def start_publisher(self) -> None:
+        """Connect the publisher in the background now (with backoff), so health shows the broker."""
+        if self._publisher_task is None or self._publisher_task.done():
+            self._publisher_task = asyncio.create_task(self._connect_publisher(), name="ionflux-bus-publisher")
+
+    async def _connect_publisher(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._publisher()
+                return
+            except Exception as exc:
+                attempt += 1
+                delay = self.backoff.delay(attempt)
+                log.warning("bus publisher: %s; retrying in %.1fs", clean_error(str(exc)), delay)
+                await asyncio.sleep(delay)
+
     # -- consuming --------------------------------------------------------------------------------
 
-    def start_consumers(self, subscriptions: Callable[[], Sequence[Subscription]]) -> None:
+    def start_consumers(self) -> None:
         """Connect in the background (with backoff until the broker is reachable) and consume."""
-        self._subscriptions = subscriptions
         if self._consumer_task is None or self._consumer_task.done():
             self._consumer_task = asyncio.create_task(self._consume_all(), name="ionflux-bus-consumers")
 
@@ -190,24 +224,30 @@ class RabbitMQTransport:
             channel = await conn.channel()
             await channel.set_qos(prefetch_count=self.prefetch)
             exchange = await self._declare_topology(channel)
-            queue = await channel.declare_queue(
-                self.queue_name(sub.name),
-                durable=True,
-                arguments={
-                    "x-queue-type": "quorum",
-                    "x-delivery-limit": self.delivery_limit,
-                    "x-dead-letter-exchange": self.dlx_name,
-                },
-            )
-            for pattern in sub.patterns:
-                await queue.bind(exchange, routing_key=pattern.pattern)
+            queue = await self._declare_queue(channel, exchange, sub)
             await queue.consume(self._handler_for(sub))
             self._consuming[sub.name] = channel
 
+    async def _declare_queue(
+        self, channel: AbstractChannel, exchange: AbstractExchange, sub: Subscription
+    ) -> AbstractQueue:
+        queue = await channel.declare_queue(
+            self.queue_name(sub.name),
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-delivery-limit": self.delivery_limit,
+                "x-dead-letter-exchange": self.dlx_name,
+            },
+        )
+        for pattern in sub.patterns:
+            await queue.bind(exchange, routing_key=pattern.pattern)
+        return queue
+
     @property
     def delivery_limit(self) -> int:
-        # A quorum queue dead-letters once a message was *returned* more than the limit, i.e. on the
-        # (limit + 2)th delivery attempt; limit = N - 1 means exactly N deliveries reach the consumer.
+        # A quorum queue delivers a message limit + 1 times before dead-lettering it (measured on
+        # RabbitMQ 3.10: the limit counts returns), so N - 1 gives exactly N deliveries.
         return max(0, self.max_deliveries - 1)
 
     def _handler_for(self, sub: Subscription) -> Callable[[AbstractIncomingMessage], Any]:
@@ -239,15 +279,16 @@ class RabbitMQTransport:
         return on_message
 
     async def close(self) -> None:
-        if self._consumer_task is not None:
-            self._consumer_task.cancel()
-            await asyncio.gather(self._consumer_task, return_exceptions=True)
-            self._consumer_task = None
+        tasks = [t for t in (self._consumer_task, self._publisher_task) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._consumer_task = self._publisher_task = None
         for conn in (self._sub_conn, self._pub_conn):
             if conn is not None and not conn.is_closed:
                 await conn.close()
         self._sub_conn = self._pub_conn = None
-        self._pub_exchange = None
+        self._pub_exchange = self._pub_channel = None
         self._consuming.clear()
 
 
