@@ -69,6 +69,7 @@ class WebhookProvider(ABC):
     vault_provider: ClassVar[str]  # whose credential holds the verification key(s)
     signature_headers: ClassVar[frozenset[str]] = frozenset()  # never stored in the inbox
     needs_connection_path: ClassVar[bool] = False  # deliveries do not name their account
+    needs_secrets: ClassVar[bool] = True  # False: verified with public material only (SNS certificates)
 
     @abstractmethod
     async def verify(self, body: bytes, headers: Mapping[str, str], secrets: Mapping[str, str], now: float) -> None:

@@ -162,6 +162,8 @@ class WebhookIngestion:
         return provider.handshake(query, await self.secrets(provider, route))
 
     async def secrets(self, provider: WebhookProvider, route: Route | None) -> Mapping[str, str]:
+        if not provider.needs_secrets:
+            return {}
         owner = route.workspace_id if route else PLATFORM_WORKSPACE
         name = route.credential_name if route else "default"
         key = (owner, provider.vault_provider, name)

@@ -87,6 +87,7 @@ class SnsWebhooks(WebhookProvider):
     name = "sns"
     vault_provider = "sns"
     signature_headers = frozenset()
+    needs_secrets = False
 
     def __init__(self, fetcher: Fetcher = https_fetcher, *, tolerance: float = 24 * 3600,
                  auto_confirm: bool = True, cache_seconds: float = 86400, cache_size: int = 32) -> None:
