@@ -124,6 +124,7 @@ class RateLimitRule:
     limit_header: str | None = "X-Shopify-Shop-Api-Call-Limit"
     status: int = 429
     body: str | dict[str, Any] | None = field(default_factory=lambda: {"errors": "Too many requests"})
+    retry_after: str | None = None  # a fixed Retry-After instead of the bucket's own estimate
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -218,7 +219,7 @@ class FaultScript:
                 out: dict[str, str] = {}
                 if limited:
                     wait = (level + 1 - rule.capacity) / rule.leak_rate
-                    out["Retry-After"] = f"{max(math.ceil(wait * 10) / 10, 0.1):.1f}"
+                    out["Retry-After"] = rule.retry_after or f"{max(math.ceil(wait * 10) / 10, 0.1):.1f}"
                 else:
                     level += 1
                 self._buckets[(index, key)] = (level, now)
