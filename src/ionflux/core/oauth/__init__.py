@@ -8,7 +8,7 @@ from ionflux.core.oauth.errors import (
     TokenEndpointError,
 )
 from ionflux.core.oauth.flow import OAuthFlow
-from ionflux.core.oauth.tokens import HttpReply, HttpxTokenTransport, TokenTransport
+from ionflux.core.oauth.tokens import HttpReply, ProviderClientTransport, TokenTransport
 
 __all__ = [
     "CATALOGUE",
@@ -16,10 +16,10 @@ __all__ = [
     "PKCE_S256",
     "AuthorizationDenied",
     "HttpReply",
-    "HttpxTokenTransport",
     "OAuthFlow",
     "OAuthStateError",
     "PkceMethod",
+    "ProviderClientTransport",
     "ProviderSpec",
     "ReauthorizationRequired",
     "RevokeSpec",

@@ -32,7 +32,7 @@ from ionflux.core.oauth.errors import AuthorizationDenied, OAuthStateError
 from ionflux.core.oauth.locks import ConnectionLock
 from ionflux.core.oauth.state import PendingAuthorization, StateStore
 from ionflux.core.oauth.store import StoredTokens, delete_tokens, save_tokens, token_credential_name
-from ionflux.core.oauth.tokens import HttpxTokenTransport, TokenEndpoint, TokenSet, TokenTransport
+from ionflux.core.oauth.tokens import ProviderClientTransport, TokenEndpoint, TokenSet, TokenTransport
 from ionflux.core.oauth.upkeep import TokenUpkeep, client_credentials, fill_url
 from ionflux.core.vault import Vault
 
@@ -50,7 +50,7 @@ class OAuthFlow(TokenUpkeep):
         state_ttl: timedelta = timedelta(minutes=10), refresh_skew: timedelta = timedelta(minutes=5),
         refresh_lease: timedelta = timedelta(seconds=30),
     ) -> None:
-        self._transport = transport or HttpxTokenTransport()
+        self._transport = transport or ProviderClientTransport()
         super().__init__(db, vault, endpoint=TokenEndpoint(self._transport),
                          lock=ConnectionLock(db, lease=refresh_lease), clock=clock, refresh_skew=refresh_skew)
         self.catalogue: dict[str, ProviderSpec] = {**CATALOGUE, **(providers or {})}
@@ -58,10 +58,11 @@ class OAuthFlow(TokenUpkeep):
 
     @classmethod
     def for_platform(cls, platform: Platform, **options: Any) -> OAuthFlow:
+        options.setdefault("transport", ProviderClientTransport(registry=platform.metrics.registry))
         return cls(platform.db, platform.vault, **options)
 
     async def aclose(self) -> None:
-        if isinstance(self._transport, HttpxTokenTransport):
+        if isinstance(self._transport, ProviderClientTransport):
             await self._transport.aclose()
 
     def spec(self, key: str) -> ProviderSpec:

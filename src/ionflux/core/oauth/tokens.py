@@ -2,8 +2,9 @@
 
 Requests are built from catalogue data (auth style, body encoding, parameter names); nothing here is
 provider-specific. The HTTP call goes through a one-method seam (`TokenTransport`) so the provider HTTP
-toolkit can replace httpx without touching the flow. Only connection failures are retried: a refresh
-request that reached the provider may have rotated the refresh token, so sending it again is unsafe.
+toolkit (the default, `ProviderClientTransport`) or a test double sits behind it. Only connection
+failures are retried: a refresh request that reached the provider may have rotated the refresh token,
+so sending it again is unsafe.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from typing import Any, Protocol
 from urllib.parse import quote_plus
 
 import httpx
+from prometheus_client import CollectorRegistry
 
-from ionflux.core.errors import ProviderUnavailable
+from ionflux.core.errors import IonfluxError, ProviderUnavailable
+from ionflux.core.http import ProviderClient, ProviderProfile, Timeouts
 from ionflux.core.oauth.catalogue import BodyEncoding, ProviderSpec, TokenAuth
 from ionflux.core.oauth.errors import TokenEndpointError, redact
 
@@ -61,23 +64,38 @@ class TokenTransport(Protocol):
                    json_body: Mapping[str, Any] | None) -> HttpReply: ...
 
 
-class HttpxTokenTransport:
-    """The default transport: httpx with a timeout, retrying only connections that never opened."""
+class ProviderClientTransport:
+    """The default transport: the provider HTTP toolkit (timeouts, circuit breaker, metrics, redaction).
 
-    def __init__(self, client: httpx.AsyncClient | None = None, *, timeout: float = 10.0) -> None:
+    A POST is never retried by the toolkit once sent (only connections never made), which is what a
+    refresh with a rotating token needs. Its error for a 4xx/5xx is turned back into the reply, so the
+    RFC 6749 `error` code in the body (invalid_grant, invalid_client) reaches the flow.
+    """
+
+    def __init__(self, client: ProviderClient | None = None, *, registry: CollectorRegistry | None = None) -> None:
         self._own = client is None
-        self._client = client or httpx.AsyncClient(
-            timeout=timeout, transport=httpx.AsyncHTTPTransport(retries=2), follow_redirects=False
+        self.client = client or ProviderClient(
+            ProviderProfile(name="oauth", base_url="https://oauth.invalid", timeouts=Timeouts(total=20.0)),
+            registry=registry,
         )
 
     async def post(self, url: str, *, headers: Mapping[str, str], form: Mapping[str, str] | None,
                    json_body: Mapping[str, Any] | None) -> HttpReply:
-        response = await self._client.post(url, headers=dict(headers), data=form, json=json_body)
+        try:
+            response = await self.client.request(
+                "POST", url, account=httpx.URL(url).host, headers=dict(headers),
+                data=dict(form) if form is not None else None, json=json_body,
+            )
+        except IonfluxError as exc:
+            status = exc.details.get("status")
+            if not isinstance(status, int):
+                raise  # never answered: ProviderUnavailable from the toolkit
+            return HttpReply(status, str(exc.details.get("provider_body", "")).encode())
         return HttpReply(response.status_code, response.content)
 
     async def aclose(self) -> None:
         if self._own:
-            await self._client.aclose()
+            await self.client.aclose()
 
 
 class TokenEndpoint:
