@@ -77,6 +77,7 @@ class Hooks:
     fetched: list[str] = field(default_factory=list)
     delivered: list[Event] = field(default_factory=list)
     sendgrid_key: ec.EllipticCurvePrivateKey = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
+    app: Any = None
 
     async def connect(self, provider: str, external_id: str, workspace_id: str | None = None,
                       credential_name: str = "default") -> str:
@@ -128,7 +129,7 @@ async def open_hooks(platform: Platform, workspace_id: str) -> AsyncIterator[Hoo
     platform.bus.subscribe("webhook-test-recorder", ["platform.#"], record)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://ionflux.test") as client:
-        hooks = Hooks(platform, client, workspace_id, pipeline, sns, fetched)
+        hooks = Hooks(platform, client, workspace_id, pipeline, sns, fetched, app=app)
         hooks_holder.append(hooks)
         sendgrid_public = hooks.sendgrid_key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
