@@ -24,6 +24,7 @@ from ionflux.core.http import (
     BreakerBoard,
     BreakerSpec,
     CostLimiter,
+    LeakyBucketLimiter,
     LimiterSpec,
     ProviderClient,
     ProviderProfile,
@@ -113,8 +114,9 @@ def closed_port() -> int:
 
 
 async def test_twenty_concurrent_callers_stay_within_the_provider_bucket(sim: SimulatorServer) -> None:
+    # The client's budget is half the provider's, so a slow machine that bunches up sends stays under it.
     sim.faults.add_rate_limit(RateLimitRule(capacity=10, leak_rate=20.0, path="/items"))
-    spec = LimiterSpec(kind="leaky_bucket", capacity=8, rate=20.0, feedback_header="X-Shopify-Shop-Api-Call-Limit")
+    spec = LimiterSpec(kind="leaky_bucket", capacity=5, rate=10.0, feedback_header="X-Shopify-Shop-Api-Call-Limit")
     async with ProviderClient(profile(sim.base_url, limiter=spec)) as client:
         responses = await asyncio.gather(*(client.request("GET", "/items", account="s1") for _ in range(20)))
     assert [r.status_code for r in responses] == [200] * 20
@@ -146,6 +148,23 @@ async def test_a_local_limiter_refuses_a_wait_past_the_deadline() -> None:
     limiter.pause("whatsapp:456", 30)
     with pytest.raises(RateLimited):
         await limiter.acquire("whatsapp:456", deadline=time.monotonic() + 1)
+
+
+async def test_a_cancelled_waiter_gives_its_place_back() -> None:
+    limiter = LeakyBucketLimiter(capacity=2, rate=0.01)
+    await limiter.acquire("k")
+    await limiter.acquire("k")
+    waiter = asyncio.create_task(limiter.acquire("k"))
+    for _ in range(100):  # let the waiter reserve its place
+        if limiter._buckets["k"].reserved:
+            break
+        await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    with pytest.raises(RateLimited) as caught:
+        await limiter.acquire("k", deadline=time.monotonic() + 1)
+    assert caught.value.details["retry_after"] <= 100, "one unit to drain (100 s), not two"
 
 
 async def test_cost_limiter_follows_the_servers_throttle_status() -> None:

@@ -141,6 +141,9 @@ def test_admin_rejects_a_malformed_fault_with_400() -> None:
     with SimulatorServer(echo_app()) as sim:
         response = httpx.post(sim.base_url + "/_sandbox/faults", json={"kind": "status", "colour": "red"})
         assert response.status_code == 400 and "colour" in response.json()["error"]
+        response = httpx.post(sim.base_url + "/_sandbox/faults", json={"kind": "explode"})
+        assert response.status_code == 400 and "explode" in response.json()["error"]
+        assert sim.faults.pending() == []
 
 
 async def test_shutdown_is_prompt_while_a_request_is_held() -> None:

@@ -23,7 +23,8 @@ import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from ionflux.sandbox.faults import TRANSPORT_EXTENSION, FaultMiddleware, FaultScript, RecordedRequest
+from ionflux.sandbox.faults import TRANSPORT_EXTENSION, FaultScript, RecordedRequest
+from ionflux.sandbox.middleware import FaultMiddleware
 
 
 class _TransportExposingH11(H11Protocol):

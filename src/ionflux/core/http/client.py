@@ -137,7 +137,11 @@ class ProviderClient:
                 raise error_for_transport(profile.name, call.method, call.url, TimeoutError(), call.attempt)
             self._gate(breaker)
             if self.limiter is not None:
-                await self.limiter.acquire(call.key, call.cost, deadline=call.deadline)
+                try:
+                    await self.limiter.acquire(call.key, call.cost, deadline=call.deadline)
+                except BaseException:
+                    breaker.release_probe()  # a half-open probe that never went must not block the host
+                    raise
             try:
                 response = await self._send(call)
             except (httpx.TransportError, TimeoutError) as exc:

@@ -95,6 +95,9 @@ class BucketLimiter:
             bucket.reserved += cost
             try:
                 await asyncio.sleep(wait)
+            except BaseException:
+                bucket.level = max(0.0, bucket.level - cost)  # cancelled: the place goes to the next caller
+                raise
             finally:
                 bucket.reserved -= cost
             if bucket.paused_until <= self._clock():
