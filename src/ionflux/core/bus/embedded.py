@@ -7,7 +7,9 @@ row is marked `dead` with the consumer named in `last_error`: the embedded dead-
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 from ionflux.core.bus.consumers import Subscription, deliver_once
@@ -29,15 +31,34 @@ class EmbeddedTransport:
         *,
         max_deliveries: int = 5,
         metrics: Metrics | None = None,
+        concurrency: int = 8,
     ) -> None:
         self.db = db
         self.subscriptions = subscriptions
         self.max_deliveries = max_deliveries
         self.metrics = metrics
+        self.concurrency = concurrency  # workspaces dispatched at once (keep under the DB pool size)
 
     async def publish(self, events: Sequence[Event]) -> list[PublishOutcome]:
-        # In order, one at a time: events of a workspace reach each consumer in outbox order.
-        return [await self._dispatch(event) for event in events]
+        # Each workspace's events reach each consumer in outbox order. On PostgreSQL, workspaces are
+        # dispatched concurrently (their commits overlap); SQLite has one writer, so one at a time.
+        outcomes: list[PublishOutcome] = [None] * len(events)
+        if self.db.is_sqlite:
+            for i, event in enumerate(events):
+                outcomes[i] = await self._dispatch(event)
+            return outcomes
+        lanes: dict[str, list[int]] = defaultdict(list)
+        for i, event in enumerate(events):
+            lanes[event.workspace_id].append(i)
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def run_lane(indexes: list[int]) -> None:
+            async with gate:
+                for i in indexes:
+                    outcomes[i] = await self._dispatch(events[i])
+
+        await asyncio.gather(*(run_lane(indexes) for indexes in lanes.values()))
+        return outcomes
 
     async def _dispatch(self, event: Event) -> PublishOutcome:
         failures: list[str] = []

@@ -274,7 +274,8 @@ class RabbitMQTransport:
                     return
                 await _settle(message.ack())
 
-            await serializer.run(event.workspace_id, job)
+            # SQLite has one writer: concurrent handler transactions would only wait in its busy handler.
+            await serializer.run("" if self.db.is_sqlite else event.workspace_id, job)
 
         return on_message
 
