@@ -17,7 +17,7 @@ from ionflux.core.bus import Backoff, Event, EventBus, OutboxRelay, emit
 from ionflux.core.bus.consumers import deliver_once
 from ionflux.core.bus.relay import PublishFailure, PublishOutcome
 from ionflux.core.db import Database
-from ionflux.core.errors import InvalidRequest
+from ionflux.core.errors import Conflict, InvalidRequest
 from ionflux.core.models import OutboxEvent, ProcessedEvent, Workspace
 
 if TYPE_CHECKING:
@@ -345,3 +345,51 @@ async def test_events_api_rejects_bad_parameters(client: httpx.AsyncClient, work
     assert r.status_code in (400, 422) and "data" in r.text
     r = await client.get("/v1/events")
     assert r.status_code == 401
+
+
+async def test_two_relays_never_publish_the_same_rows(database: Database) -> None:
+    if database.is_sqlite:
+        pytest.skip("SQLite has a single writer: one relay per database by design")
+    emitted = [await emit_one(database, f"ws-{i % 3}", n=i) for i in range(30)]
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    class Recording:
+        name = "recording"
+
+        def __init__(self, hold: bool) -> None:
+            self.hold = hold
+            self.delivered: list[str] = []
+
+        async def publish(self, events: Sequence[Event]) -> list[PublishOutcome]:
+            self.delivered += [e.id for e in events]
+            if self.hold:  # keep the batch's row locks while the other relay runs
+                held.set()
+                await release.wait()
+            return [None] * len(events)
+
+    slow, fast = Recording(hold=True), Recording(hold=False)
+    first = asyncio.create_task(OutboxRelay(database, slow, batch_size=10).run_once())
+    await asyncio.wait_for(held.wait(), 10)
+    second = OutboxRelay(database, fast, batch_size=10)
+    assert await second.run_once() == 10
+    assert await second.run_once() == 10
+    assert await second.run_once() == 0  # the locked batch is skipped, not waited for
+    release.set()
+    assert await first == 10
+    assert not set(slow.delivered) & set(fast.delivered)
+    assert sorted(slow.delivered + fast.delivered) == sorted(e.id for e in emitted)
+    assert {r.status for r in await outbox_rows(database)} == {"published"}
+
+
+async def test_consumer_names_are_unique_and_safe(bus: EventBus) -> None:
+    async def noop(event: Event, session: AsyncSession) -> None:
+        return None
+
+    bus.subscribe("billing", ["platform.stripe.events.#"], noop)
+    with pytest.raises(Conflict):
+        bus.subscribe("billing", ["#"], noop)
+    for name, patterns in (("Bad Name", ["#"]), ("ok", []), ("ok", ["platform..x"])):
+        with pytest.raises(InvalidRequest):
+            bus.subscribe(name, patterns, noop)
+    assert bus.healthy()
