@@ -79,6 +79,7 @@ def make_app(graphql_state: dict[str, Any] | None = None) -> Starlette:
             Route("/items", items, methods=["GET", "POST", "PUT", "DELETE"]),
             Route("/status/{code}", status, methods=["GET", "POST"]),
             Route("/graphql.json", graphql, methods=["POST"]),
+            Route("/garbled", lambda r: Response(b"not gzip at all", headers={"content-encoding": "gzip"})),
         ]
     )
 
@@ -363,3 +364,10 @@ async def test_errors_map_to_codes_and_never_carry_a_secret(
     assert "sk-query-secret-123456" not in app_logs
     assert sim.requests[0].headers["x-shopify-access-token"] == TOKEN, "the credential did reach the provider"
     assert failures == 1
+
+
+async def test_an_undecodable_body_is_a_provider_api_error(sim: SimulatorServer) -> None:
+    async with ProviderClient(profile(sim.base_url, retry=RetryPolicy(max_attempts=1))) as client:
+        with pytest.raises(ProviderApiError) as caught:
+            await client.request("GET", "/garbled")
+    assert caught.value.details["reason"] == "bad_response"

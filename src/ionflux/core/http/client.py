@@ -144,7 +144,7 @@ class ProviderClient:
                     raise
             try:
                 response = await self._send(call)
-            except (httpx.TransportError, TimeoutError) as exc:
+            except (httpx.TransportError, httpx.DecodingError, TimeoutError) as exc:
                 self._settle(call, None)
                 breaker.record_failure()
                 self._observe_breaker(breaker)

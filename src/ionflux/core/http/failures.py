@@ -8,6 +8,7 @@ Mapping (HTTP status from the provider → error):
                                                                   missing object; a service that knows better maps
                                                                   it to NotFound itself)
   5xx, connection errors, timeouts, open circuit → ProviderUnavailable
+  a body that cannot be decoded (bad gzip…)  → ProviderApiError
 Request headers never go into an error or a log line. The body is truncated, the values of the request's
 credential headers are cut out of it verbatim (providers echo tokens back), then it goes through redact().
 """
@@ -98,6 +99,17 @@ def error_for_response(
 
 
 def error_for_transport(provider: str, method: str, url: httpx.URL, exc: BaseException, attempts: int) -> IonfluxError:
+    if isinstance(exc, httpx.DecodingError):
+        return ProviderApiError(
+            f"{provider} sent a response that could not be decoded",
+            details={
+                "provider": provider,
+                "method": method,
+                "path": safe_path(url),
+                "reason": "bad_response",
+                "attempts": attempts,
+            },
+        )
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
         reason, text = "timeout", "did not answer in time"
     elif isinstance(exc, httpx.ConnectError):
@@ -118,6 +130,8 @@ def error_for_transport(provider: str, method: str, url: httpx.URL, exc: BaseExc
 
 
 def transport_reason(exc: BaseException) -> str:
+    if isinstance(exc, httpx.DecodingError):
+        return "bad_response"
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
         return "timeout"
     if isinstance(exc, httpx.ConnectError):
