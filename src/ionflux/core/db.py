@@ -16,7 +16,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import Select, event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -123,7 +123,8 @@ def _touches_tenant_tables(state: ORMExecuteState) -> bool:
         mapper.local_table for mapper in Base.registry.mappers
         if issubclass(mapper.class_, TenantScoped)
     }
-    froms = state.statement.get_final_froms() if state.is_select else []
+    statement = state.statement
+    froms = statement.get_final_froms() if isinstance(statement, Select) else []
     return any(table in tenant_tables for f in froms for table in find_tables(f, include_joins=False))
 
 
