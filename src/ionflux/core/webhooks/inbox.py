@@ -2,28 +2,29 @@
 
 Requests hand their records to `submit` and wait for the commit that holds them. A writer task takes
 whatever has queued up while the previous commit ran (no timer: a lone request is written at once)
-and writes it all in one transaction: one multi-row `INSERT … ON CONFLICT DO NOTHING RETURNING` for
-the inbox, one flush of the outbox rows. This batches SQLite's single-writer commits (and aiosqlite's
-per-statement thread hand-offs) without adding latency; the request is acknowledged only after commit.
-A failed batch is retried record by record, so one bad record cannot fail the others.
+and writes it all in one transaction through the engine's `InboxStore` (one thread hand-off on
+SQLite, one round trip on PostgreSQL). The request is acknowledged only after that commit. Events are
+built by `emit` (validation, CloudEvents envelope, id) and committed with the inbox rows; a failed
+batch is retried record by record, so one bad record cannot fail the others.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, delete, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ionflux.core.bus.outbox import emit
 from ionflux.core.db import Database
 from ionflux.core.models import OutboxEvent, new_id, utcnow
 from ionflux.core.webhooks.models import DUPLICATE, RECEIVED, WebhookDelivery
+from ionflux.core.webhooks.stores import InboxStore, PostgresInboxStore, SqliteInboxStore
 
 log = logging.getLogger(__name__)
 TABLE: Table = WebhookDelivery.__table__  # type: ignore[assignment]
@@ -61,9 +62,16 @@ class _Submission:
 
 
 class WebhookInbox:
-    def __init__(self, db: Database, *, max_batch: int = 256, writers: int | None = None,
+    def __init__(self, db: Database, *, store: InboxStore | None = None, wake: Callable[[], None] | None = None,
+                 wake_delay: float = 0.02, max_batch: int = 256, writers: int | None = None,
                  retention: timedelta = timedelta(days=8), prune_every: float = 3600.0) -> None:
         self.db = db
+        self.store = store or (SqliteInboxStore(db.url) if db.is_sqlite else PostgresInboxStore(db.url))
+        self.wake = wake  # nudges the outbox relay after a commit (it also polls)
+        # Wake-ups are coalesced: under load the relay then publishes many events per batch instead of
+        # one transaction pair per webhook, for at most this much added publish latency.
+        self.wake_delay = wake_delay
+        self._wake_pending = False
         self.max_batch = max_batch
         # SQLite has one writer anyway; PostgreSQL gains from a few transactions in flight.
         self.writers = writers or (1 if db.is_sqlite else 4)
@@ -122,29 +130,46 @@ class WebhookInbox:
             if rec.dedupe_key is not None:
                 first.setdefault((rec.provider, rec.dedupe_key), rec)
         candidates = [r for r in records if r.dedupe_key is None or first[(r.provider, r.dedupe_key)] is r]
+        events = await self._events(candidates)
         now = utcnow()
-        async with self.db.system() as session:
-            event_ids = {rec.id: emit(session, type=rec.event_type, data={**rec.data, "webhook_delivery_id": rec.id},
-                                      subject=rec.subject, source=f"/webhooks/{rec.provider}",
-                                      workspace_id=rec.workspace_id).id for rec in candidates}
-            conn = await session.connection()  # Core, on the connection: no autoflush of the events yet
-            insert = (sqlite.insert if self.db.is_sqlite else postgresql.insert)(TABLE)
-            inserted = set((await conn.execute(
-                insert.values([_row(r, now, event_ids[r.id]) for r in candidates])
-                .on_conflict_do_nothing(index_elements=["provider", "dedupe_key"]).returning(TABLE.c.id)
-            )).scalars())
-            lost = [r for r in candidates if r.id not in inserted]
-            if lost:
-                await _forget_events(session, {event_ids[r.id] for r in lost})
-            originals = await self._originals(session, lost, first, inserted)
-            duplicates = [r for r in records if r.id not in inserted]
-            if duplicates:
-                await conn.execute(TABLE.insert().values([
+        rows = [_row(r, now, e["id"]) for r, e in zip(candidates, events, strict=True)]
+        inserted = await self.store.write(rows, events)
+        if inserted:
+            self._schedule_wake()
+        event_ids = {row["id"]: row["event_id"] for row in rows}
+        duplicates = [r for r in records if r.id not in inserted]
+        originals: dict[tuple[str, str], str] = {}
+        if duplicates:  # rare: the audit rows of duplicates go in a transaction of their own
+            async with self.db.system() as session:
+                lost = [r for r in candidates if r.id not in inserted]
+                originals = await self._originals(session, lost, first, inserted)
+                await session.execute(TABLE.insert().values([
                     {**_row(r, now, None), "dedupe_key": None, "status": DUPLICATE, "body": b"",
                      "duplicate_of": originals.get((r.provider, r.dedupe_key or ""))} for r in duplicates
                 ]))
         return [Stored(r.id, event_ids[r.id]) if r.id in inserted
                 else Stored(r.id, None, originals.get((r.provider, r.dedupe_key or ""))) for r in records]
+
+    def _schedule_wake(self) -> None:
+        if self.wake is None or self._wake_pending:
+            return
+        self._wake_pending = True
+        asyncio.get_running_loop().call_later(self.wake_delay, self._fire_wake)
+
+    def _fire_wake(self) -> None:
+        self._wake_pending = False
+        if self.wake is not None:
+            self.wake()
+
+    async def _events(self, records: list[InboxRecord]) -> list[dict[str, Any]]:
+        """Each record's event, built by `emit` into a scratch session, as outbox rows for the store."""
+        async with self.db.system() as scratch:
+            ids = [emit(scratch, type=r.event_type, data={**r.data, "webhook_delivery_id": r.id},
+                        subject=r.subject, source=f"/webhooks/{r.provider}", workspace_id=r.workspace_id).id
+                   for r in records]
+            staged = {o.id: o for o in scratch.new if isinstance(o, OutboxEvent)}
+            await scratch.rollback()  # nothing reached the database: the store writes these rows
+        return [_event_row(staged[i]) for i in ids]
 
     async def _originals(self, session: AsyncSession, lost: list[InboxRecord],
                          first: dict[tuple[str, str], InboxRecord], inserted: set[str]) -> dict[tuple[str, str], str]:
@@ -178,9 +203,10 @@ class WebhookInbox:
     async def close(self) -> None:
         for task in list(self._tasks):
             await asyncio.gather(task, return_exceptions=True)
+        await self.store.close()
 
 
-def _row(rec: InboxRecord, now: Any, event_id: str | None) -> dict[str, Any]:
+def _row(rec: InboxRecord, now: datetime, event_id: str | None) -> dict[str, Any]:
     return {
         "id": rec.id, "workspace_id": rec.workspace_id, "provider": rec.provider,
         "connection_id": rec.connection_id, "account": rec.account, "delivery_id": rec.delivery_id,
@@ -190,11 +216,10 @@ def _row(rec: InboxRecord, now: Any, event_id: str | None) -> dict[str, Any]:
     }
 
 
-async def _forget_events(session: AsyncSession, event_ids: set[str]) -> None:
-    # emit() added these before we knew the inbox rows would conflict: drop them before the flush.
-    for obj in list(session.new):
-        if isinstance(obj, OutboxEvent) and obj.id in event_ids:
-            session.expunge(obj)
+def _event_row(event: OutboxEvent) -> dict[str, Any]:
+    return {"id": event.id, "type": event.type, "source": event.source, "subject": event.subject,
+            "time": event.time, "data": event.data, "workspace_id": event.workspace_id, "status": "pending",
+            "attempts": 0, "next_attempt_at": event.next_attempt_at}
 
 
 def _settle(sub: _Submission, outcome: list[Stored] | BaseException) -> None:

@@ -82,7 +82,7 @@ class WebhookIngestion:
         self.platform = platform
         self.registry = registry or default_registry()
         self.inbox = inbox or WebhookInbox(
-            platform.db, retention=timedelta(days=platform.settings.webhook_retention_days))
+            platform.db, wake=platform.bus.wake, retention=timedelta(days=platform.settings.webhook_retention_days))
         self.metrics = WebhookMetrics.on(platform.metrics.registry)
         self.max_body_bytes = platform.settings.webhook_max_body_bytes
         self._secrets: TtlCache[tuple[str, str, str], Mapping[str, str]] = TtlCache(secret_ttl)

@@ -37,8 +37,6 @@ def upgrade() -> None:
         sa.Column("duplicate_of", sa.String(length=64), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
-    op.create_index("ix_webhook_deliveries_workspace_id", "webhook_deliveries", ["workspace_id"])
-    op.create_index("ix_webhook_deliveries_event_id", "webhook_deliveries", ["event_id"])
     op.create_index("uq_webhook_deliveries_dedupe", "webhook_deliveries", ["provider", "dedupe_key"], unique=True)
     op.create_index("ix_webhook_deliveries_ws_received", "webhook_deliveries", ["workspace_id", "received_at"])
     op.create_index("ix_webhook_deliveries_received", "webhook_deliveries", ["received_at"])

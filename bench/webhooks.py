@@ -1,0 +1,241 @@
+"""Signed Shopify-style webhooks (2 KB) at a running `ionflux serve`, next to a bare Starlette baseline
+doing the same HMAC check and a single-row insert, measured in the same run, on SQLite and PostgreSQL.
+
+    .venv/bin/python bench/webhooks.py                         # both databases, 1/16/64 senders, 10 s each
+    .venv/bin/python bench/webhooks.py --db sqlite --duration 5
+
+The server (either one) is pinned to --server-cpu and the load generator, wrk with a Lua script that
+gives every request a fresh X-Shopify-Webhook-Id / Event-Id (so nothing is a duplicate), to --load-cpu.
+Both servers run uvicorn with uvloop + httptools, no access log, log level WARNING. `ionflux serve`
+runs its outbox relay too (the events are published while the load runs), as it does in production.
+Targets: accepted/s >= 0.80 x baseline, p99 <= 1.25 x baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from ionflux.core.db import Database
+from ionflux.core.models import Connection
+from ionflux.core.workspaces import WorkspaceDirectory
+
+SECRET = "shpss_bench_secret_0123456789abcdef"
+SHOP = "bench.myshopify.com"
+PG_ADMIN_DSN = os.environ.get("IONFLUX_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class Run:
+    requests: int
+    seconds: float
+    non_2xx: int
+    socket_errors: int
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def accepted_per_s(self) -> float:
+        return (self.requests - self.non_2xx) / self.seconds if self.seconds else 0.0
+
+
+def order_body(size: int) -> bytes:
+    order = {"id": 820982911946154508, "email": "jon@example.com", "created_at": "2026-11-27T01:00:00-05:00",
+             "total_price": "598.94", "currency": "USD", "financial_status": "paid",
+             "line_items": [{"id": 466157049, "title": "IPod Nano - 8gb", "quantity": 1, "price": "199.00",
+                             "sku": "IPOD2008GREEN", "vendor": None}],
+             "shipping_address": {"first_name": "Steve", "address1": "123 Shipping Street", "city": "Shippington",
+                                  "country_code": "US", "zip": "40003"}, "note": ""}
+    base = len(json.dumps(order, separators=(",", ":")).encode())
+    order["note"] = "n" * max(0, size - base)
+    return json.dumps(order, separators=(",", ":")).encode()
+
+
+def lua_script(body: bytes) -> str:
+    signature = base64.b64encode(hmac.new(SECRET.encode(), body, hashlib.sha256).digest()).decode()
+    prefix = uuid.uuid4().hex[:12]
+    return f"""
+local counter = 0
+local body = [==[{body.decode()}]==]
+request = function()
+  counter = counter + 1
+  local id = "{prefix}-" .. counter
+  return wrk.format("POST", "/webhooks/shopify", {{
+    ["Content-Type"] = "application/json", ["X-Shopify-Hmac-Sha256"] = "{signature}",
+    ["X-Shopify-Topic"] = "orders/create", ["X-Shopify-Shop-Domain"] = "{SHOP}",
+    ["X-Shopify-Webhook-Id"] = id, ["X-Shopify-Event-Id"] = id, ["X-Shopify-API-Version"] = "2026-07"}}, body)
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %d %d %d %d %d\\n", summary.requests, summary.duration, e.status,
+    e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wrk(url: str, script: Path, connections: int, seconds: float, cpu: int) -> Run:
+    out = subprocess.run(
+        ["taskset", "-c", str(cpu), "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+         "--timeout", "10s", "-s", str(script), url], capture_output=True, text=True, check=True, timeout=seconds + 60)
+    line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT"))
+    requests, micros, non2xx, errors, p50, p99 = (int(v) for v in line.split()[1:])
+    return Run(requests, micros / 1e6, non2xx, errors, p50 / 1000, p99 / 1000)
+
+
+class Server:
+    def __init__(self, argv: list[str], env: dict[str, str], cpu: int, port: int, workdir: Path) -> None:
+        self.port = port
+        log = (workdir / f"server-{port}.log").open("ab")
+        self.proc = subprocess.Popen(["taskset", "-c", str(cpu), *argv], env={**os.environ, **env}, cwd=workdir,
+                                     stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: see {workdir}/server-{port}.log")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def measure(name: str, server: Server, body: bytes, workdir: Path, args: argparse.Namespace) -> dict[int, Run]:
+    results: dict[int, Run] = {}
+    url = f"http://127.0.0.1:{server.port}"
+    for c in args.concurrency:
+        script = workdir / f"{name}-{c}.lua"
+        script.write_text(lua_script(body))
+        wrk(url, script, c, args.warmup, args.load_cpu)
+        script.write_text(lua_script(body))  # fresh ids: the measured run has no duplicates
+        results[c] = run = wrk(url, script, c, args.duration, args.load_cpu)
+        print(f"  {name:9} c={c:<3} {run.accepted_per_s:8.0f} accepted/s  p50 {run.p50_ms:6.2f} ms  "
+              f"p99 {run.p99_ms:6.2f} ms  non-2xx {run.non_2xx}  socket errors {run.socket_errors}", flush=True)
+    return results
+
+
+async def _pg(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def _prepare(url: str) -> None:
+    db = Database(url)
+    db.upgrade()
+    created = await WorkspaceDirectory(db).create("bench")
+    async with db.tenant(created.id) as session:
+        session.add(Connection(provider="shopify", external_id=SHOP))
+    await db.dispose()
+
+
+def bench_database(kind: str, args: argparse.Namespace) -> tuple[dict[int, Run], dict[int, Run]]:
+    workdir = Path(tempfile.mkdtemp(prefix=f"ionflux-bench-{kind}-"))
+    names = [f"ionflux_bench_{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    if kind == "sqlite":
+        urls = [f"sqlite+aiosqlite:///{workdir / 'ionflux.db'}", f"sqlite+aiosqlite:///{workdir / 'baseline.db'}"]
+    else:
+        for name in names:
+            asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
+        base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+        urls = [f"{base}/{name}" for name in names]
+    env = {"IONFLUX_SHOPIFY_CLIENT_SECRET": SECRET, "IONFLUX_LOG_LEVEL": "WARNING",
+           "IONFLUX_DATA_DIR": str(workdir / "data"), "IONFLUX_BUS_URL": "embedded://"}
+    body = order_body(args.body_bytes)
+    try:
+        asyncio.run(_prepare(urls[0]))
+        print(f"{kind}: body {len(body)} bytes, {args.duration:.0f} s per point", flush=True)
+        port = free_port()
+        baseline = Server([sys.executable, str(HERE / "webhooks_baseline.py"), "--port", str(port),
+                           "--database-url", urls[1]], env, args.server_cpu, port, workdir)
+        try:
+            base_runs = measure("baseline", baseline, body, workdir, args)
+        finally:
+            baseline.stop()
+        port = free_port()
+        ionflux = Server([sys.executable, "-m", "ionflux.cli", "serve", "--port", str(port)],
+                         {**env, "IONFLUX_DATABASE_URL": urls[0]}, args.server_cpu, port, workdir)
+        try:
+            ours = measure("ionflux", ionflux, body, workdir, args)
+        finally:
+            ionflux.stop()
+        return base_runs, ours
+    finally:
+        if kind == "postgres":
+            for name in names:
+                asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16, 64])
+    parser.add_argument("--body-bytes", type=int, default=2048)
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--load-cpu", type=int, default=1)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("bench/webhooks.py needs wrk (apt-get install -y wrk)")
+    kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    table = []
+    for kind in kinds:
+        if kind == "postgres":
+            try:
+                asyncio.run(_pg("SELECT 1"))
+            except OSError:
+                print("postgres: not reachable on 127.0.0.1:5432, skipped")
+                continue
+        base, ours = bench_database(kind, args)
+        for c in args.concurrency:
+            b, o = base[c], ours[c]
+            table.append((kind, c, b, o))
+    print("\n db        senders  baseline/s  ionflux/s  ratio   p50 base/ours ms   p99 base/ours ms  p99 ratio  target")
+    for kind, c, b, o in table:
+        ratio = o.accepted_per_s / b.accepted_per_s if b.accepted_per_s else 0.0
+        p99 = o.p99_ms / b.p99_ms if b.p99_ms else 0.0
+        ok = "ok" if ratio >= 0.8 and p99 <= 1.25 else "MISSED"
+        print(f" {kind:9} {c:7d}  {b.accepted_per_s:10.0f}  {o.accepted_per_s:9.0f}  {ratio:5.2f}   "
+              f"{b.p50_ms:6.2f} / {o.p50_ms:6.2f}    {b.p99_ms:7.2f} / {o.p99_ms:7.2f}  {p99:9.2f}  {ok}")
+
+
+if __name__ == "__main__":
+    main()

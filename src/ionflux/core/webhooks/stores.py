@@ -1,0 +1,143 @@
+"""Where the inbox commits a batch: one transaction holding the new inbox rows and, for each row that
+was not a duplicate, its outbox event. Each store makes that one cheap call for its engine:
+
+- SQLite: aiosqlite hands every statement (cursor, execute, fetch, close, commit) to its thread
+  separately; here a dedicated synchronous connection on one thread runs the whole batch in one hand-off.
+- PostgreSQL: a single statement (data-modifying CTEs) inserts the inbox rows, skips conflicts, and
+  inserts the events of the rows that went in: one round trip, one commit, no separate BEGIN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from sqlalchemy import Table, create_engine, event
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.pool import NullPool
+
+from ionflux.core.models import OutboxEvent
+from ionflux.core.webhooks.models import WebhookDelivery
+
+INBOX: Table = WebhookDelivery.__table__  # type: ignore[assignment]
+OUTBOX: Table = OutboxEvent.__table__  # type: ignore[assignment]
+
+
+class InboxStore(Protocol):
+    async def write(self, rows: list[dict[str, Any]], events: list[dict[str, Any]]) -> set[str]:
+        """Insert `rows` (skipping dedupe-key conflicts) and the events of those inserted, atomically.
+
+        `events[i]` belongs to `rows[i]` (its id is `rows[i]["event_id"]`). Returns the inserted row ids.
+        """
+        ...
+
+    async def close(self) -> None: ...
+
+
+class SqliteInboxStore:
+    def __init__(self, async_url: str) -> None:
+        path = async_url.split(":///", 1)[1]
+        # NullPool + one thread: the connection is opened on, and only ever used by, that thread.
+        self.engine = create_engine(f"sqlite:///{path}", poolclass=NullPool, connect_args={"timeout": 30})
+        event.listen(self.engine, "connect", _pragmas)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ionflux-inbox")
+        self._insert = (sqlite.insert(INBOX).on_conflict_do_nothing(index_elements=["provider", "dedupe_key"])
+                        .returning(INBOX.c.id))
+        self._conn: Any = None
+
+    async def write(self, rows: list[dict[str, Any]], events: list[dict[str, Any]]) -> set[str]:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._write, rows, events)
+
+    def _write(self, rows: list[dict[str, Any]], events: list[dict[str, Any]]) -> set[str]:
+        if self._conn is None:
+            self._conn = self.engine.connect()
+        conn = self._conn
+        try:
+            with conn.begin():
+                inserted = {row_id for (row_id,) in conn.execute(self._insert, rows).all()}
+                fresh = [e for r, e in zip(rows, events, strict=True) if r["id"] in inserted]
+                if fresh:
+                    conn.execute(OUTBOX.insert(), fresh)
+        except Exception:
+            self._conn = None
+            conn.close()
+            raise
+        return inserted
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await asyncio.get_running_loop().run_in_executor(self._thread, conn.close)
+        self._thread.shutdown(wait=False)
+        self.engine.dispose()
+
+
+def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    for pragma in ("journal_mode=WAL", "busy_timeout=30000", "synchronous=NORMAL", "foreign_keys=ON"):
+        cur.execute(f"PRAGMA {pragma}")
+    cur.close()
+
+
+_PG_WRITE = """
+WITH rows AS (
+    SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[],
+                         $6::varchar[], $7::varchar[], $8::varchar[], $9::varchar[], $10::varchar[],
+                         $11::text[], $12::bytea[])
+        AS r(id, workspace_id, provider, connection_id, account, delivery_id, dedupe_key, topic, event_type,
+             event_id, headers, body)
+), ins AS (
+    INSERT INTO webhook_deliveries (id, workspace_id, provider, connection_id, account, delivery_id, dedupe_key,
+                                    topic, event_type, event_id, status, received_at, headers, body)
+    SELECT id, workspace_id, provider, connection_id, account, delivery_id, dedupe_key, topic, event_type,
+           event_id, 'received', $13, headers::json, body FROM rows
+    ON CONFLICT (provider, dedupe_key) DO NOTHING
+    RETURNING id, event_id
+), events AS (
+    INSERT INTO outbox_events (id, type, source, subject, time, data, workspace_id, status, attempts,
+                               next_attempt_at)
+    SELECT e.id, e.type, e.source, e.subject, e.time, e.data::json, e.workspace_id, 'pending', 0, e.time
+    FROM unnest($14::varchar[], $15::varchar[], $16::varchar[], $17::varchar[], $18::timestamptz[],
+                $19::text[], $20::varchar[]) WITH ORDINALITY AS e(id, type, source, subject, time, data,
+                                                                 workspace_id, n)
+    JOIN ins ON ins.event_id = e.id
+    ORDER BY e.n
+)
+SELECT id FROM ins
+"""
+_ROW_COLUMNS = ("id", "workspace_id", "provider", "connection_id", "account", "delivery_id", "dedupe_key", "topic",
+                "event_type", "event_id")
+_EVENT_COLUMNS = ("id", "type", "source", "subject", "time")
+
+
+class PostgresInboxStore:
+    def __init__(self, async_url: str, *, pool_size: int = 4) -> None:
+        self.dsn = async_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        self.pool_size = pool_size
+        self._pool: Any = None
+        self._opening = asyncio.Lock()
+
+    async def write(self, rows: list[dict[str, Any]], events: list[dict[str, Any]]) -> set[str]:
+        pool = await self._get_pool()
+        args: list[Any] = [[r[c] for r in rows] for c in _ROW_COLUMNS]
+        args += [[json.dumps(r["headers"]) for r in rows], [r["body"] for r in rows], rows[0]["received_at"]]
+        args += [[e[c] for e in events] for c in _EVENT_COLUMNS]
+        args += [[json.dumps(e["data"]) for e in events], [e["workspace_id"] for e in events]]
+        records = await pool.fetch(_PG_WRITE, *args)
+        return {str(r["id"]) for r in records}
+
+    async def _get_pool(self) -> Any:
+        if self._pool is None:
+            async with self._opening:
+                if self._pool is None:
+                    import asyncpg
+
+                    self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size)
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
