@@ -23,6 +23,7 @@ from ionflux.app import create_app
 from ionflux.core.db import Database
 from ionflux.core.platform import Platform
 from ionflux.core.settings import Settings
+from ionflux.services import services_running
 
 PG_ADMIN_DSN = os.environ.get("IONFLUX_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 AMQP_URL = os.environ.get("IONFLUX_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -136,7 +137,9 @@ async def platform(settings_factory: Callable[..., Settings]) -> AsyncIterator[P
 async def client(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(platform, manage_lifecycle=False)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://ionflux.test") as c:
+    async with services_running(list(platform.services.values())), httpx.AsyncClient(
+        transport=transport, base_url="http://ionflux.test"
+    ) as c:
         yield c
 
 

@@ -51,8 +51,9 @@ def serve(
     """Run the HTTP API (migrates the database first)."""
     import uvicorn
 
-    from ionflux.app import create_app, resolve_services
+    from ionflux.app import create_app
     from ionflux.core.platform import Platform
+    from ionflux.services import resolve_services
 
     settings = _settings()
     try:
@@ -68,25 +69,31 @@ def serve(
 
 
 @app.command("worker")
-def worker_command() -> None:
-    """Run the outbox relay and event consumers without HTTP."""
+def worker_command(
+    only: Annotated[str, typer.Option(help="Comma-separated services whose consumers to run (default: all)")] = "",
+) -> None:
+    """Run the outbox relay, event consumers and schedulers without HTTP."""
     from ionflux.core.platform import Platform
+    from ionflux.services import build_services, platform_running, resolve_services
 
     settings = _settings()
+    try:
+        names = resolve_services(only.split(",") if only else None)
+    except ValueError as exc:
+        typer.echo(f"ionflux: --only: {exc}", err=True)
+        raise typer.Exit(2) from None
     _prepare(settings)
 
     async def main() -> None:
         platform = Platform.from_settings(settings)
+        services = build_services(platform, names)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await platform.start(relay=True, consumers=True)
-        typer.echo("ionflux worker running; Ctrl-C to stop", err=True)
-        try:
+        async with platform_running(platform, services):
+            typer.echo("ionflux worker running; Ctrl-C to stop", err=True)
             await stop.wait()
-        finally:
-            await platform.stop()
 
     asyncio.run(main())
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ionflux.core.bus import EventBus
 from ionflux.core.db import Database
@@ -10,6 +11,9 @@ from ionflux.core.observability import Metrics
 from ionflux.core.settings import Settings
 from ionflux.core.vault import Vault
 from ionflux.core.workspaces import WorkspaceDirectory
+
+if TYPE_CHECKING:
+    from ionflux.core.service import Service
 
 
 @dataclass
@@ -20,6 +24,7 @@ class Platform:
     bus: EventBus
     workspaces: WorkspaceDirectory
     metrics: Metrics = field(default_factory=Metrics)
+    services: dict[str, Service] = field(default_factory=dict)  # filled by ionflux.services
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Platform:

@@ -1,0 +1,20 @@
+"""The platform's own endpoints as a service: credentials, events, webhook intake and deliveries."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from ionflux.core.service import Service
+
+
+class PlatformService(Service):
+    name = "platform"
+
+    def routers(self) -> list[APIRouter]:
+        from ionflux.core.bus.api import router as events_router
+        from ionflux.core.platform_api import router as platform_router
+        from ionflux.core.vault.api import router as credentials_router
+        from ionflux.core.webhooks.api import receiver as webhook_receiver
+        from ionflux.core.webhooks.api import router as webhooks_router
+
+        return [platform_router, credentials_router, events_router, webhook_receiver, webhooks_router]

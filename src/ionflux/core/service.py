@@ -1,0 +1,33 @@
+"""The contract every IONFLUX service (LLM, email, messaging, memory, integrations, agents) plugs in by.
+
+A service is built once per process from the `Platform`; its constructor subscribes its consumers on
+`platform.bus` (so they exist before the bus starts), `routers()` gives its HTTP surface, and
+`start()`/`stop()` run whatever it keeps going beside them (schedulers, pools, provider clients).
+Services find each other only through `platform.services[name]` and that service's small public
+interface, never through its internals.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from fastapi import APIRouter
+
+if TYPE_CHECKING:
+    from ionflux.core.platform import Platform
+
+
+class Service:
+    name: ClassVar[str] = ""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+
+    def routers(self) -> list[APIRouter]:
+        return []
+
+    async def start(self) -> None:
+        """Called after the platform (database, vault, bus) has started."""
+
+    async def stop(self) -> None:
+        """Called before the platform stops."""
