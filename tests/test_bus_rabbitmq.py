@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import aio_pika
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ionflux.core.bus import Backoff, Event, EventBus, emit
@@ -319,3 +320,29 @@ async def test_poison_message_lands_in_the_dead_letter_queue(
     assert [m.message_id for m in dead[1:]] == ["junk", "junk"]
     assert healthy.calls == {bad.id: 1}  # the other consumer was not affected
     await until(lambda: all_published(database))  # the broker took it; the consumer dead-lettered it
+
+
+async def test_database_trouble_is_retried_in_place_not_dead_lettered(
+    database: Database, make_bus: Callable[..., EventBus], amqp_url: str
+) -> None:
+    bus = make_bus(max_deliveries=2)
+    names: Names = make_bus.names  # type: ignore[attr-defined]
+    failures = 4
+    recorder = Recorder()
+
+    async def unlucky(event: Event, session: AsyncSession) -> None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise OperationalError("INSERT ...", {}, Exception("connection refused"))
+        await recorder(event, session)
+
+    bus.subscribe("unlucky", [TOPIC], unlucky)
+    await bus.start()
+    event = await emit_one(database, "ws-1")
+    await until(lambda: recorder.calls == {event.id: 1})
+    conn = await aio_pika.connect(amqp_url)
+    async with conn:
+        channel = await conn.channel()
+        dlq = await channel.declare_queue(names.dlq, passive=True)
+        assert dlq.declaration_result.message_count == 0

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ionflux.core.bus import Backoff, Event, EventBus, OutboxRelay, emit
@@ -202,6 +203,26 @@ async def test_poison_event_goes_dead_after_max_deliveries_and_does_not_block(
     assert rows[good.id].status == "published"
     assert poison_calls == [bad.id] * 3
     assert sorted(healthy) == sorted([bad.id, good.id])  # the healthy consumer acted once on each
+
+
+async def test_database_trouble_in_a_consumer_never_dead_letters(database: Database, bus: EventBus) -> None:
+    failures = 5  # more than max_deliveries=3
+
+    async def unlucky(event: Event, session: AsyncSession) -> None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise OperationalError("INSERT ...", {}, Exception("database is locked"))
+
+    bus.subscribe("unlucky", [TOPIC], unlucky)
+    await bus.start()
+    await emit_one(database, "ws-1")
+
+    async def published() -> bool:
+        return [r.status for r in await outbox_rows(database)] == ["published"]
+
+    await until(published)
+    assert (await outbox_rows(database))[0].attempts == 5
 
 
 class FlakyTransport:

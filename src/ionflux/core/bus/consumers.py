@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import delete, insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ionflux.core.bus.envelope import Event
@@ -80,6 +80,38 @@ async def deliver_once(db: Database, sub: Subscription, event: Event, metrics: M
         raise
     _count(metrics, sub.name, "handled")
     return True
+
+
+def is_transient(exc: BaseException) -> bool:
+    """The database (not the handler's logic) failed: unreachable, connection lost, or locked.
+
+    Such failures are retried without spending the event's deliveries, so an outage of the database
+    never dead-letters healthy events.
+    """
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    return isinstance(exc, ConnectionError | TimeoutError | DisconnectionError)
+
+
+async def deliver_retrying_transient(
+    db: Database, sub: Subscription, event: Event, metrics: Metrics | None, *,
+    backoff: Callable[[int], float], budget_seconds: float,
+) -> bool:
+    """`deliver_once`, retrying transient database failures in place for up to `budget_seconds`."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + budget_seconds
+    attempt = 0
+    while True:
+        try:
+            return await deliver_once(db, sub, event, metrics)
+        except Exception as exc:
+            if not is_transient(exc) or loop.time() >= give_up:
+                raise
+            attempt += 1
+            delay = backoff(attempt)
+            log.warning("consumer %s: database unavailable (%s); retrying event %s in %.1fs",
+                        sub.name, type(exc).__name__, event.id, delay)
+            await asyncio.sleep(delay)
 
 
 def _count(metrics: Metrics | None, consumer: str, outcome: str) -> None:

@@ -2,7 +2,8 @@
 
 A consumer that raises makes the publish of that event fail, so the relay retries it with backoff;
 consumers that already succeeded skip it by idempotency. After `max_deliveries` failures the outbox
-row is marked `dead` with the consumer named in `last_error`: the embedded dead-letter.
+row is marked `dead` with the consumer named in `last_error`: the embedded dead-letter. Failures of
+the database itself (see `consumers.is_transient`) are retried without counting toward that limit.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-from ionflux.core.bus.consumers import Subscription, deliver_once
+from ionflux.core.bus.consumers import Subscription, deliver_once, is_transient
 from ionflux.core.bus.envelope import Event
 from ionflux.core.bus.relay import PublishFailure, PublishOutcome
 from ionflux.core.db import Database
@@ -62,6 +63,7 @@ class EmbeddedTransport:
 
     async def _dispatch(self, event: Event) -> PublishOutcome:
         failures: list[str] = []
+        transient = False
         for sub in self.subscriptions():
             if not sub.matches(event.type):
                 continue
@@ -71,6 +73,9 @@ class EmbeddedTransport:
                 log.warning("consumer %s failed on event %s (%s)", sub.name, event.id, event.type,
                             exc_info=True)
                 failures.append(f"consumer {sub.name}: {type(exc).__name__}: {exc}")
-        if failures:
-            return PublishFailure("; ".join(failures), dead_after=self.max_deliveries)
-        return None
+                transient = transient or is_transient(exc)
+        if not failures:
+            return None
+        # Database trouble (not the consumer's logic) is retried with backoff without spending one of
+        # the event's deliveries, so an outage never dead-letters healthy events.
+        return PublishFailure("; ".join(failures), dead_after=None if transient else self.max_deliveries)

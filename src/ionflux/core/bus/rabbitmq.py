@@ -24,7 +24,7 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import DeliveryError
 
-from ionflux.core.bus.consumers import KeyedSerializer, Subscription, deliver_once
+from ionflux.core.bus.consumers import KeyedSerializer, Subscription, deliver_retrying_transient
 from ionflux.core.bus.envelope import CONTENT_TYPE, Event
 from ionflux.core.bus.relay import Backoff, PublishFailure, PublishOutcome, clean_error
 from ionflux.core.db import Database
@@ -57,7 +57,10 @@ class RabbitMQTransport:
         connect_timeout: float = 5.0,
         reconnect_interval: float = 1.0,
         backoff: Backoff | None = None,
+        transient_retry_seconds: float = 300.0,
     ) -> None:
+        """`transient_retry_seconds`: how long a delivery retries a database outage in place (holding
+        the message) before it nacks and so spends one of the message's deliveries."""
         self.url = url
         self.db = db
         self.max_deliveries = max_deliveries
@@ -71,6 +74,7 @@ class RabbitMQTransport:
         self.connect_timeout = connect_timeout
         self.reconnect_interval = reconnect_interval
         self.backoff = backoff or Backoff(0.5, 30.0)
+        self.transient_retry_seconds = transient_retry_seconds
         self._pub_conn: AbstractRobustConnection | None = None
         self._pub_exchange: AbstractExchange | None = None
         self._pub_lock = asyncio.Lock()
@@ -263,7 +267,10 @@ class RabbitMQTransport:
 
             async def job() -> None:
                 try:
-                    await deliver_once(self.db, sub, event, self.metrics)
+                    await deliver_retrying_transient(
+                        self.db, sub, event, self.metrics,
+                        backoff=self.backoff.delay, budget_seconds=self.transient_retry_seconds,
+                    )
                 except Exception:
                     deliveries = _delivery_count(message)
                     log.warning("consumer %s failed on event %s (%s), delivery %d", sub.name, event.id,
