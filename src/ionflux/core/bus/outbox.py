@@ -58,8 +58,10 @@ def emit(
     if not source or len(source) > _MAX_SOURCE:
         raise InvalidRequest("event source must be 1-255 characters", field="source")
     scope = scope_of(session)
+    if scope is None:
+        raise TenancyViolation("emit() needs a db.tenant() or db.system() session")
     if workspace_id is None:
-        if scope is None or scope is SYSTEM:
+        if scope is SYSTEM:
             raise TenancyViolation("emit() in a system session must name the workspace_id")
         workspace_id = str(scope)
     elif scope is not SYSTEM and workspace_id != scope:
