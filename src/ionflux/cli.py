@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 import sys
+import threading
 from typing import Annotated
 
 import typer
@@ -163,6 +164,42 @@ def vault_rotate() -> None:
 def config_show() -> None:
     """Print the effective configuration, secrets masked."""
     typer.echo(json.dumps(_settings().masked(), indent=2, default=str))
+
+
+@app.command()
+def sandbox(
+    only: Annotated[str, typer.Option(help="Comma-separated simulators (default: all)")] = "",
+    port_base: Annotated[int, typer.Option(help="First port; simulators take consecutive ports")] = 9100,
+) -> None:
+    """Start the provider simulators on loopback and print the settings that point IONFLUX at them."""
+    from ionflux.sandbox.catalog import SIMULATORS
+    from ionflux.sandbox.server import SimulatorServer
+
+    names = [n.strip() for n in only.split(",") if n.strip()] or list(SIMULATORS)
+    unknown = [n for n in names if n not in SIMULATORS]
+    if unknown:
+        typer.echo(f"ionflux: --only: unknown simulator(s) {', '.join(unknown)}; known: {', '.join(SIMULATORS)}",
+                   err=True)
+        raise typer.Exit(2)
+    servers: list[SimulatorServer] = []
+    try:
+        for offset, name in enumerate(names):
+            entry = SIMULATORS[name]
+            server = SimulatorServer(entry.build(), name=name, port=port_base + offset).start()
+            servers.append(server)
+            typer.echo(f"{name:10} {server.base_url}   {entry.description}")
+            for variable in entry.settings:
+                typer.echo(f"           export {variable}={server.base_url}")
+        typer.echo("simulators running; Ctrl-C to stop", err=True)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+    finally:
+        for server in reversed(servers):
+            server.stop()
 
 
 @app.command()
