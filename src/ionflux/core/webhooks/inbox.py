@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -81,6 +82,8 @@ class WebhookInbox:
         self._active = 0
         self._next_prune = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._scratch: AsyncSession | None = None
+        self._scratch_scope: AbstractAsyncContextManager[AsyncSession] | None = None
 
     async def submit(self, records: list[InboxRecord]) -> list[Stored]:
         """Store `records` (one delivery's parts) and their events; returns once committed."""
@@ -162,13 +165,20 @@ class WebhookInbox:
             self.wake()
 
     async def _events(self, records: list[InboxRecord]) -> list[dict[str, Any]]:
-        """Each record's event, built by `emit` into a scratch session, as outbox rows for the store."""
-        async with self.db.system() as scratch:
-            ids = [emit(scratch, type=r.event_type, data={**r.data, "webhook_delivery_id": r.id},
-                        subject=r.subject, source=f"/webhooks/{r.provider}", workspace_id=r.workspace_id).id
-                   for r in records]
-            staged = {o.id: o for o in scratch.new if isinstance(o, OutboxEvent)}
-            await scratch.rollback()  # nothing reached the database: the store writes these rows
+        """Each record's event, built by `emit` into a scratch session, as outbox rows for the store.
+
+        The scratch session never touches the database (it is emptied, never flushed); it lives as long
+        as the inbox because opening one per batch costs more than the rest of the request's Python.
+        """
+        if self._scratch is None:
+            self._scratch_scope = self.db.system()
+            self._scratch = await self._scratch_scope.__aenter__()
+        scratch = self._scratch
+        ids = [emit(scratch, type=r.event_type, data={**r.data, "webhook_delivery_id": r.id},
+                    subject=r.subject, source=f"/webhooks/{r.provider}", workspace_id=r.workspace_id).id
+               for r in records]
+        staged = {o.id: o for o in scratch.new if isinstance(o, OutboxEvent)}
+        scratch.expunge_all()
         return [_event_row(staged[i]) for i in ids]
 
     async def _originals(self, session: AsyncSession, lost: list[InboxRecord],
@@ -203,6 +213,11 @@ class WebhookInbox:
     async def close(self) -> None:
         for task in list(self._tasks):
             await asyncio.gather(task, return_exceptions=True)
+        if self._scratch_scope is not None:
+            if self._scratch is not None:
+                self._scratch.expunge_all()
+            await self._scratch_scope.__aexit__(None, None, None)  # an empty transaction: nothing is written
+            self._scratch = self._scratch_scope = None
         await self.store.close()
 
 

@@ -180,27 +180,28 @@ class WebhookIngestion:
         return secrets
 
     async def _route_by_id(self, provider: WebhookProvider, connection_id: str | None) -> Route:
-        return await self._route(provider, Connection.id == connection_id, ("id", connection_id or ""))
+        return await self._route(provider, "id", connection_id or "")
 
     async def _route_by_account(self, provider: WebhookProvider, account: str | None) -> Route | None:
         if not account:
             return None
         try:
-            return await self._route(provider, Connection.external_id == account, ("account", account))
+            return await self._route(provider, "account", account)
         except NotFound:
             return None
 
-    async def _route(self, provider: WebhookProvider, where: Any, key: tuple[str, str]) -> Route:
-        cache_key = (provider.name, f"{key[0]}:{key[1]}")
+    async def _route(self, provider: WebhookProvider, by: str, value: str) -> Route:
+        cache_key = (provider.name, f"{by}:{value}")
         route = self._routes.get(cache_key)
         if route is not None:
             return route
+        where = Connection.id == value if by == "id" else Connection.external_id == value
         async with self.platform.db.system() as session:
             row = (await session.execute(
                 select(Connection.id, Connection.workspace_id, Connection.credential_name)
                 .where(Connection.provider == provider.name, where))).first()
         if row is None:
-            raise NotFound(f"no {provider.name} connection {key[1]!r}", field="connection_id")
+            raise NotFound(f"no {provider.name} connection {value!r}", field="connection_id")
         route = Route(row.id, row.workspace_id, row.credential_name)
         self._routes.put(cache_key, route)
         return route
