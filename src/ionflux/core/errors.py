@@ -84,3 +84,10 @@ class VaultError(IonfluxError):
 
     code = "VAULT_ERROR"
     http_status = 500
+
+
+class OutsideServiceWindow(IonfluxError):
+    """WhatsApp: free-form messages need the user's last message within 24 h; send an approved template."""
+
+    code = "OUTSIDE_SERVICE_WINDOW"
+    http_status = 400
