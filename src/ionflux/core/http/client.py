@@ -55,7 +55,7 @@ class ProviderClient:
         rng: random.Random | None = None,
     ) -> None:
         self.profile = profile
-        self.metrics = ProviderHttpMetrics(registry if registry is not None else CollectorRegistry())
+        self.metrics = ProviderHttpMetrics.on(registry if registry is not None else CollectorRegistry())
         self.limiter: RateLimiter | None = build_limiter(profile.limiter) if limiter is _DEFAULT else limiter
         self.breakers = breakers or BreakerBoard(profile.breaker)
         self._rng = rng

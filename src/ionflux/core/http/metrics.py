@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import weakref
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _STATE_VALUE = {"closed": 0, "half_open": 1, "open": 2}
+_SHARED: weakref.WeakKeyDictionary[CollectorRegistry, ProviderHttpMetrics] = weakref.WeakKeyDictionary()
 
 
 class ProviderHttpMetrics:
+    @classmethod
+    def on(cls, registry: CollectorRegistry) -> ProviderHttpMetrics:
+        """The metrics on `registry`, created once: every ProviderClient of an app shares them (by label)."""
+        metrics = _SHARED.get(registry)
+        if metrics is None:
+            metrics = _SHARED[registry] = cls(registry)
+        return metrics
+
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self.requests = Counter(
