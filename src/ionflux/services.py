@@ -17,6 +17,7 @@ ALWAYS = "platform"
 SERVICES: dict[str, str] = {
     "platform": "ionflux.core.platform_service:PlatformService",
     "messaging": "ionflux.messaging.service_plugin:MessagingService",
+    "email": "ionflux.email.service_plugin:EmailPlugin",
 }
 
 

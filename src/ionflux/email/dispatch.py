@@ -1,0 +1,189 @@
+"""Sending queued messages: claim, build, send through the workspace's provider chain, record the outcomes.
+
+A message is claimed (a lease in `claimed_until`) before any provider sees it, so two workers never send it
+twice; the lease is cleared with the outcome. A provider that was unreachable or answered 5xx accepted
+nothing, so the same messages go to the secondary provider; a `throttled` or transient failure puts them back
+in the queue for later; an `ambiguous` one (maybe accepted) is never re-sent. A message whose lease ran out
+was in flight when a process died: it is failed as ambiguous by `expire_claims` rather than sent again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+
+from ionflux.core.errors import IonfluxError, NotFound
+from ionflux.core.models import utcnow
+from ionflux.core.platform import Platform
+from ionflux.email.addresses import Address
+from ionflux.email.models import EmailBatch, EmailMessage, EmailWorkspaceSettings
+from ionflux.email.providers.base import Accepted, Account, EmailProvider, OutboundMessage, Outcome, ProviderFailure
+from ionflux.email.settings import EmailSettings
+from ionflux.email.status import Observation, StatusRecorder
+from ionflux.email.suppressions import suppress
+
+log = logging.getLogger("ionflux.email")
+Clock = Callable[[], datetime]
+
+
+@dataclass
+class DispatchReport:
+    sent: int = 0
+    failed: int = 0
+    requeued: int = 0
+    by_provider: dict[str, int] = field(default_factory=dict)
+
+
+class Dispatcher:
+    def __init__(self, platform: Platform, settings: EmailSettings, providers: dict[str, EmailProvider], *,
+                 clock: Clock = utcnow) -> None:
+        self.platform = platform
+        self.db = platform.db
+        self.settings = settings
+        self.providers = providers
+        self.clock = clock
+
+    async def chain(self, workspace_id: str) -> list[str]:
+        """Primary then secondary provider: the workspace's choice if it made one, else the platform's."""
+        async with self.db.tenant(workspace_id) as session:
+            chosen = await session.get(EmailWorkspaceSettings, workspace_id)
+        primary = chosen.provider if chosen else self.settings.provider
+        secondary = chosen.fallback_provider if chosen else self.settings.fallback_provider
+        return [primary] + ([secondary] if secondary and secondary != primary else [])
+
+    async def account(self, workspace_id: str, provider: str) -> Account:
+        """The workspace's own credential for `provider`, else the platform's (vault.resolve decides)."""
+        try:
+            resolved = await self.platform.vault.resolve(workspace_id, provider)
+        except NotFound:
+            if self.providers[provider].needs_credential:
+                raise ProviderFailure("auth", f"no {provider} credential: set one with PUT /v1/credentials/{provider}"
+                                              f" or IONFLUX_{provider.upper()}_…") from None
+            return Account(workspace_id, {}, "none")
+        except IonfluxError as exc:
+            raise ProviderFailure("auth", f"the {provider} credential cannot be used: {exc.message}") from None
+        return Account(workspace_id, dict(resolved.secrets), resolved.source)
+
+    async def run(self, workspace_id: str, ids: Iterable[str]) -> DispatchReport:
+        report = DispatchReport()
+        ids = list(ids)
+        for start in range(0, len(ids), self.settings.dispatch_chunk):
+            await self._run_chunk(workspace_id, ids[start:start + self.settings.dispatch_chunk], report)
+        return report
+
+    async def _claim(self, workspace_id: str, ids: list[str]) -> tuple[list[EmailMessage], dict[str, EmailBatch]]:
+        now = self.clock()
+        lease = now + timedelta(seconds=self.settings.claim_seconds)
+        async with self.db.tenant(workspace_id) as session:
+            await session.execute(
+                update(EmailMessage)
+                .where(EmailMessage.id.in_(ids), EmailMessage.status == "queued", EmailMessage.claimed_until.is_(None),
+                       EmailMessage.next_attempt_at <= now)
+                .values(claimed_until=lease, attempts=EmailMessage.attempts + 1)
+                .execution_options(synchronize_session=False))
+            rows = list((await session.scalars(
+                select(EmailMessage).where(EmailMessage.id.in_(ids), EmailMessage.claimed_until == lease))).all())
+            batch_ids = {r.batch_id for r in rows if r.batch_id}
+            batches = {b.id: b for b in (await session.scalars(
+                select(EmailBatch).where(EmailBatch.id.in_(batch_ids)))).all()} if batch_ids else {}
+        return rows, batches
+
+    async def _run_chunk(self, workspace_id: str, ids: list[str], report: DispatchReport) -> None:
+        rows, batches = await self._claim(workspace_id, ids)
+        if not rows:
+            return
+        outbound = {r.id: _outbound(r, batches.get(r.batch_id or "")) for r in rows}
+        results: dict[str, tuple[str, Outcome]] = {}
+        pending = list(outbound)
+        for provider_name in await self.chain(workspace_id):
+            if not pending:
+                break
+            outcomes = await self._send_via(workspace_id, provider_name, [outbound[i] for i in pending])
+            for message_id, outcome in zip(pending, outcomes, strict=True):
+                results[message_id] = (provider_name, outcome)
+            # Only what was certainly not accepted goes to the next provider.
+            pending = [i for i in pending if _unavailable(results[i][1])]
+        await self._record(workspace_id, rows, results, report)
+
+    async def _send_via(self, workspace_id: str, name: str, messages: list[OutboundMessage]) -> list[Outcome]:
+        provider = self.providers.get(name)
+        if provider is None:
+            return [ProviderFailure("auth", f"email provider {name!r} is not available in this process")] * len(
+                messages)
+        try:
+            account = await self.account(workspace_id, name)
+        except ProviderFailure as failure:
+            return [failure] * len(messages)
+        outcomes: list[Outcome] = []
+        step = provider.max_messages_per_call
+        for start in range(0, len(messages), step):
+            outcomes.extend(await provider.send(account, messages[start:start + step]))
+        return outcomes
+
+    async def _record(self, workspace_id: str, rows: list[EmailMessage], results: dict[str, tuple[str, Outcome]],
+                      report: DispatchReport) -> None:
+        now = self.clock()
+        async with self.db.tenant(workspace_id) as session:
+            recorder = StatusRecorder(session, workspace_id)
+            fresh = {r.id: r for r in (await session.scalars(
+                select(EmailMessage).where(EmailMessage.id.in_(list(results))))).all()}
+            for message_id, (provider, outcome) in results.items():
+                row = fresh[message_id]
+                row.claimed_until = None
+                if isinstance(outcome, Accepted):
+                    row.provider, row.provider_message_id = provider, outcome.provider_message_id
+                    row.next_attempt_at, row.last_error = None, None
+                    recorder.record(row, Observation("sent", now, provider=provider))
+                    for recipient, reason in outcome.refused:
+                        recorder.record(row, Observation("bounced", now, recipient, provider, {"reason": reason}))
+                        await suppress(session, workspace_id, [(recipient, "bounce", reason, row.id)])
+                    report.sent += 1
+                    report.by_provider[provider] = report.by_provider.get(provider, 0) + 1
+                    continue
+                row.last_error = f"{provider}: {outcome.message}"[:2000]
+                transient = outcome.kind in ("throttled", "unavailable")
+                if transient and row.attempts < self.settings.max_attempts:
+                    wait = outcome.retry_after or self.settings.retry_base_seconds * 2 ** (row.attempts - 1)
+                    row.next_attempt_at = now + timedelta(seconds=min(wait, 3600))
+                    report.requeued += 1
+                    continue
+                row.next_attempt_at = None
+                recorder.record(row, Observation("failed", now, provider=provider,
+                                                 detail={"kind": outcome.kind, "error": outcome.message}))
+                report.failed += 1
+            await session.flush()
+            await recorder.flush()
+
+    async def expire_claims(self, workspace_id: str, ids: list[str]) -> int:
+        """Fail messages whose lease ran out mid-send (a process died): they may have gone, so never re-send."""
+        now = self.clock()
+        async with self.db.tenant(workspace_id) as session:
+            recorder = StatusRecorder(session, workspace_id)
+            rows = (await session.scalars(select(EmailMessage).where(
+                EmailMessage.id.in_(ids), EmailMessage.status == "queued", EmailMessage.claimed_until < now))).all()
+            for row in rows:
+                row.claimed_until, row.next_attempt_at = None, None
+                row.last_error = "the send was interrupted; it may have gone out, so it is not repeated"
+                recorder.record(row, Observation("failed", now, detail={"kind": "ambiguous", "error": row.last_error}))
+            await recorder.flush()
+        return len(rows)
+
+
+def _unavailable(outcome: Outcome) -> bool:
+    return isinstance(outcome, ProviderFailure) and outcome.kind == "unavailable"
+
+
+def _outbound(row: EmailMessage, batch: EmailBatch | None) -> OutboundMessage:
+    return OutboundMessage(
+        id=row.id, workspace_id=row.workspace_id, sender=Address.from_dict(row.sender),
+        to=[Address.from_dict(a) for a in row.to], cc=[Address.from_dict(a) for a in row.cc],
+        bcc=[Address.from_dict(a) for a in row.bcc],
+        reply_to=Address.from_dict(row.reply_to) if row.reply_to else None, subject=row.subject,
+        text=row.text if row.text is not None or batch is None else batch.text,
+        html=row.html if row.html is not None or batch is None else batch.html,
+        substitutions=dict(row.substitutions or {}), headers=dict(row.headers or {}), tags=list(row.tags or []),
+    )

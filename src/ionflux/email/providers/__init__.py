@@ -1,0 +1,1 @@
+"""Provider adapters: each turns `OutboundMessage`s into one protocol's calls and reports per-message outcomes."""
