@@ -91,6 +91,7 @@ class WhatsAppService:
             result = await self.cloud.send(number.phone_number_id, token, body, rate=number.messages_per_second)
         except IonfluxError as exc:
             await self._failed(workspace_id, row.id, exc)
+            exc.details["message_id"] = row.id  # GET /v1/whatsapp/messages/{id} shows it as failed
             raise
         async with self.platform.db.tenant(workspace_id) as session:
             stored = await session.get(WaMessage, row.id)
