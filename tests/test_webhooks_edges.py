@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -225,3 +227,45 @@ async def test_stripe_events_route_by_account_or_by_connection_url(hooks: Hooks)
     await hooks.settle(1)
     assert hooks.delivered[0].type == "platform.stripe.events.charge.refunded"
     assert hooks.delivered[0].subject == "ch_1"
+
+
+async def test_concurrent_copies_of_one_delivery_are_published_once(hooks: Hooks) -> None:
+    """Providers retry while the first attempt is still in flight: the copies land in one batch or in
+    racing batches, and either way exactly one event comes out."""
+    await hooks.connect("shopify", SHOP)
+    headers = shopify_headers(ORDER, event_id="ev-race", webhook_id="wh-race")
+    answers = await asyncio.gather(*[hooks.client.post("/webhooks/shopify", content=ORDER, headers=headers)
+                                     for _ in range(12)])
+    assert [a.status_code for a in answers] == [200] * 12
+    assert sorted(a.json()["status"] for a in answers) == ["accepted"] + ["duplicate"] * 11
+    await hooks.settle(1)
+    assert len(hooks.delivered) == 1
+    rows = await hooks.inbox()
+    original = next(r for r in rows if r.status == "received")
+    assert len(rows) == 12 and all(r.duplicate_of == original.id for r in rows if r is not original)
+
+
+async def test_a_bad_record_does_not_fail_the_deliveries_batched_with_it(hooks: Hooks) -> None:
+    await hooks.connect("shopify", SHOP)
+    poison = b'{"total": NaN}'  # parses, but an event's data must be strict JSON
+    good = [json.dumps({"id": n}).encode() for n in range(5)]
+    requests = [hooks.client.post("/webhooks/shopify", content=poison,
+                                  headers=shopify_headers(poison, event_id="ev-poison"))]
+    requests += [hooks.client.post("/webhooks/shopify", content=body,
+                                   headers=shopify_headers(body, event_id=f"ev-{n}")) for n, body in enumerate(good)]
+    answers = await asyncio.gather(*requests)
+    assert answers[0].status_code == 400
+    assert [a.status_code for a in answers[1:]] == [200] * 5
+    await hooks.settle(5)
+
+
+async def test_deliveries_past_retention_are_pruned_and_their_keys_forgotten(hooks: Hooks) -> None:
+    await hooks.connect("shopify", SHOP)
+    headers = shopify_headers(ORDER, event_id="ev-old")
+    assert (await hooks.client.post("/webhooks/shopify", content=ORDER, headers=headers)).json()["status"] == "accepted"
+    hooks.pipeline.inbox.retention = timedelta(seconds=-1)  # everything is "old" now
+    assert await hooks.pipeline.inbox.prune() == 1
+    assert await hooks.inbox() == []
+    hooks.pipeline.inbox.retention = timedelta(days=8)
+    again = await hooks.client.post("/webhooks/shopify", content=ORDER, headers=headers)
+    assert again.json()["status"] == "accepted"

@@ -64,7 +64,7 @@ class _Submission:
 
 class WebhookInbox:
     def __init__(self, db: Database, *, store: InboxStore | None = None, wake: Callable[[], None] | None = None,
-                 wake_delay: float = 0.02, max_batch: int = 256, writers: int | None = None,
+                 wake_delay: float = 0.05, max_batch: int = 256, writers: int | None = None,
                  retention: timedelta = timedelta(days=8), prune_every: float = 3600.0) -> None:
         self.db = db
         self.store = store or (SqliteInboxStore(db.url) if db.is_sqlite else PostgresInboxStore(db.url))
