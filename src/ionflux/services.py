@@ -16,6 +16,7 @@ from ionflux.core.service import Service
 ALWAYS = "platform"
 SERVICES: dict[str, str] = {
     "platform": "ionflux.core.platform_service:PlatformService",
+    "shopify": "ionflux.integrations.shopify.service:ShopifyService",
     "messaging": "ionflux.messaging.service_plugin:MessagingService",
     "email": "ionflux.email.service_plugin:EmailPlugin",
 }

@@ -81,6 +81,9 @@ class WebhookIngestion:
                  inbox: WebhookInbox | None = None, secret_ttl: float = 30.0, connection_ttl: float = 30.0) -> None:
         self.platform = platform
         self.registry = registry or default_registry()
+        for service in platform.services.values() if registry is None else ():  # a service's own mapper
+            for provider in getattr(service, "webhook_providers", list)():
+                self.registry.register(provider)
         self.inbox = inbox or WebhookInbox(
             platform.db, wake=platform.bus.wake, retention=timedelta(days=platform.settings.webhook_retention_days))
         self.metrics = WebhookMetrics.on(platform.metrics.registry)

@@ -1,0 +1,1 @@
+"""Integrations with external SaaS (Shopify, TikTok, Stripe, …): one package per provider."""
