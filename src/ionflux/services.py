@@ -19,6 +19,7 @@ SERVICES: dict[str, str] = {
     "shopify": "ionflux.integrations.shopify.service:ShopifyService",
     "messaging": "ionflux.messaging.service_plugin:MessagingService",
     "email": "ionflux.email.service_plugin:EmailPlugin",
+    "agents": "ionflux.agents.service_plugin:AgentService",
 }
 
 
