@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from ionflux.agents.definitions import parse_definition
-from ionflux.agents.models import AgentConfigurationRow, AgentRunRow
+from ionflux.agents.models import AgentConfigurationRow, AgentRunRow, AgentStateRow
 from ionflux.agents.store import (
     configuration_view,
     create_configuration,
@@ -211,3 +211,50 @@ async def get_run_endpoint(run_id: str, workspace_id: WorkspaceId, service: Serv
         if row is None:
             raise NotFound(f"no agent run {run_id!r} in this workspace", field="run_id")
         return run_view(row)
+
+
+# -- state, for agents that run in their own process (ionflux.client) -----------------------------
+
+@router.get("/configurations/{configuration_id}/state")
+async def list_state_endpoint(
+    configuration_id: str, workspace_id: WorkspaceId, service: ServiceDep, prefix: str = Query(default=""),
+) -> dict[str, Any]:
+    async with service.platform.db.tenant(workspace_id) as session:
+        await get_configuration(session, configuration_id)
+        rows = (await session.scalars(select(AgentStateRow).where(
+            AgentStateRow.configuration_id == configuration_id,
+            AgentStateRow.key.startswith(prefix, autoescape=True)).order_by(AgentStateRow.key))).all()
+    return {"items": [{"key": r.key, "value": r.value} for r in rows]}
+
+
+class StateValue(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    value: dict[str, Any]
+
+
+@router.put("/configurations/{configuration_id}/state/{key:path}")
+async def put_state_endpoint(
+    configuration_id: str, key: str, body: StateValue, workspace_id: WorkspaceId, service: ServiceDep,
+) -> dict[str, Any]:
+    if not 1 <= len(key) <= 200:
+        raise InvalidRequest("a state key is 1-200 characters", field="key")
+    async with service.platform.db.tenant(workspace_id) as session:
+        await get_configuration(session, configuration_id)
+        row = await session.get(AgentStateRow, (configuration_id, key))
+        if row is None:
+            session.add(AgentStateRow(configuration_id=configuration_id, key=key, value=body.value))
+        else:
+            row.value = body.value
+    return {"key": key, "value": body.value}
+
+
+@router.delete("/configurations/{configuration_id}/state/{key:path}", status_code=204)
+async def delete_state_endpoint(
+    configuration_id: str, key: str, workspace_id: WorkspaceId, service: ServiceDep,
+) -> Response:
+    async with service.platform.db.tenant(workspace_id) as session:
+        await get_configuration(session, configuration_id)
+        row = await session.get(AgentStateRow, (configuration_id, key))
+        if row is not None:
+            await session.delete(row)
+    return Response(status_code=204)

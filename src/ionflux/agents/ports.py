@@ -38,31 +38,28 @@ class SentMessage:
     status: str
 
 
-@dataclass(frozen=True)
-class EmailStatus:
-    message_id: str
-    status: str  # queued | sent | delivered | opened | clicked | bounced | ...
-    opened: bool  # an open (or a click) was ever recorded
-
-
 class EmailPort(Protocol):
+    """Sends through the EmailService (tracking: its status events, `platform.email.events.messages.*`)."""
+
     async def send(
-        self, *, to: str, subject: str, text: str, html: str | None = None, tags: Sequence[str] = (),
+        self, *, sender: str, to: str, subject: str, text: str, html: str | None = None, tags: Sequence[str] = (),
         idempotency_key: str | None = None,
     ) -> SentMessage: ...
 
-    async def status(self, message_id: str) -> EmailStatus: ...
+
+class NoConsent(Exception):
+    """The contact has not opted in to (or opted out of) business-initiated WhatsApp messages."""
 
 
 class WhatsAppPort(Protocol):
-    async def send_text(self, *, to: str, body: str, idempotency_key: str | None = None) -> SentMessage: ...
+    """Sends through the MessagingService, which enforces the 24-hour window and opt-in: a message the
+    contact has not consented to raises `NoConsent`."""
+
+    async def send_text(self, *, to: str, body: str) -> SentMessage: ...
 
     async def send_template(
         self, *, to: str, template: str, language: str, body_parameters: Sequence[str] = (),
-        idempotency_key: str | None = None,
     ) -> SentMessage: ...
-
-    async def has_consent(self, wa_id: str) -> bool: ...
 
 
 @dataclass(frozen=True)
