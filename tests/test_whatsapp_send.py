@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from tests.whatsapp_fixtures import (  # noqa: F401
+from tests import whatsapp_fixtures
+from tests.whatsapp_fixtures import (
     NUMBER_TOKEN,
     PHONE_ID,
     PLATFORM_TOKEN,
     STATUS,
     USER,
     WaEnv,
-    wa_env,
 )
+
+wa_env = whatsapp_fixtures.wa_env  # the shared fixture, used by name
 
 ORDER_TEMPLATE = {"name": "order_update", "language": {"code": "en_US"}, "components": [
     {"type": "body", "parameters": [

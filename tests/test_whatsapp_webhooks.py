@@ -11,7 +11,8 @@ import time
 from sqlalchemy import select
 
 from ionflux.messaging.models import WaTemplate
-from tests.whatsapp_fixtures import (  # noqa: F401
+from tests import whatsapp_fixtures
+from tests.whatsapp_fixtures import (
     APP_SECRET,
     DISPLAY,
     PHONE_ID,
@@ -21,8 +22,9 @@ from tests.whatsapp_fixtures import (  # noqa: F401
     VERIFY_TOKEN,
     WABA_ID,
     WaEnv,
-    wa_env,
 )
+
+wa_env = whatsapp_fixtures.wa_env  # the shared fixture, used by name
 
 TEMPLATE_STATUS = "platform.whatsapp.events.templates.status"
 
@@ -30,9 +32,11 @@ TEMPLATE_STATUS = "platform.whatsapp.events.templates.status"
 def inbound_doc(wamids: list[str], wa_id: str = USER) -> dict[str, object]:
     messages = [{"from": wa_id, "id": w, "timestamp": str(int(time.time())), "type": "text", "text": {"body": w}}
                 for w in wamids]
-    return {"object": "whatsapp_business_account", "entry": [{"id": WABA_ID, "changes": [{"field": "messages", "value": {
-        "messaging_product": "whatsapp", "metadata": {"display_phone_number": DISPLAY, "phone_number_id": PHONE_ID},
-        "contacts": [{"profile": {"name": "Ana"}, "wa_id": wa_id}], "messages": messages}}]}]}
+    value = {"messaging_product": "whatsapp",
+             "metadata": {"display_phone_number": DISPLAY, "phone_number_id": PHONE_ID},
+             "contacts": [{"profile": {"name": "Ana"}, "wa_id": wa_id}], "messages": messages}
+    return {"object": "whatsapp_business_account",
+            "entry": [{"id": WABA_ID, "changes": [{"field": "messages", "value": value}]}]}
 
 
 async def test_handshake_answers_the_challenge_only_to_the_right_token(wa_env: WaEnv) -> None:
@@ -97,7 +101,8 @@ async def test_templates_are_proxied_cached_and_updated_by_status_webhooks(wa_en
         "name": "spring_sale", "language": "en_US", "category": "MARKETING", "components": []})
     assert no_body.status_code == 400 and no_body.json()["error"]["field"] == "components"
     wrong_category = await wa_env.client.post("/v1/whatsapp/templates", headers=wa_env.headers, json={
-        "name": "spring_sale", "language": "en_US", "category": "PROMO", "components": [{"type": "BODY", "text": "Hi"}]})
+        "name": "spring_sale", "language": "en_US", "category": "PROMO",
+        "components": [{"type": "BODY", "text": "Hi"}]})
     assert wrong_category.status_code == 400 and wrong_category.json()["error"]["field"] == "category"
     assert not [r for r in wa_env.server.requests if "message_templates" in r.path]
 

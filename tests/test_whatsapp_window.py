@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from tests.whatsapp_fixtures import RECEIVED, USER, WaEnv, wa_env  # noqa: F401
+from tests import whatsapp_fixtures
 from tests.test_whatsapp_send import ORDER_TEMPLATE
+from tests.whatsapp_fixtures import RECEIVED, USER, WaEnv
+
+wa_env = whatsapp_fixtures.wa_env  # the shared fixture, used by name
 
 
 async def test_window_opened_by_an_inbound_message_and_closed_after_24_hours(wa_env: WaEnv) -> None:
