@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from prometheus_client import CollectorRegistry
 
-from ionflux.core.errors import AuthFailed, ProviderApiError
+from ionflux.core.errors import ProviderApiError
 from ionflux.core.http import ProviderClient, RetryPolicy, Timeouts
 from ionflux.core.http.catalogue import SHOPIFY_ADMIN_GRAPHQL, SHOPIFY_ADMIN_REST
 from ionflux.integrations.shopify.queries import Page
@@ -44,12 +44,15 @@ class ShopifyAdminClient:
         # Throttles are waited out (the limiter pauses every caller), so a bulk read gets more attempts.
         retry = RetryPolicy(max_attempts=10, retry_statuses=frozenset({429, 503}), retry_after_cap=60.0)
         timeouts = Timeouts(total=settings.graphql_timeout_seconds)
+        graphql_limits = replace(SHOPIFY_ADMIN_GRAPHQL.limiter, capacity=settings.graphql_bucket,
+                                 rate=settings.graphql_restore_rate)
+        rest_limits = replace(SHOPIFY_ADMIN_REST.limiter, capacity=settings.rest_bucket, rate=settings.rest_leak_rate)
         self.graphql_http = ProviderClient(
-            replace(SHOPIFY_ADMIN_GRAPHQL, base_url=settings.base_url, retry=retry, timeouts=timeouts),
-            registry=registry, transport=transport)
+            replace(SHOPIFY_ADMIN_GRAPHQL, base_url=settings.base_url, retry=retry, timeouts=timeouts,
+                    limiter=graphql_limits), registry=registry, transport=transport)
         self.rest_http = ProviderClient(
-            replace(SHOPIFY_ADMIN_REST, base_url=settings.base_url,
-                    retry=replace(retry, retry_statuses=frozenset({429, 500, 502, 503, 504})), timeouts=timeouts),
+            replace(SHOPIFY_ADMIN_REST, base_url=settings.base_url, limiter=rest_limits, timeouts=timeouts,
+                    retry=replace(retry, retry_statuses=frozenset({429, 500, 502, 503, 504}))),
             registry=registry, transport=transport)
         self.stats = {"graphql_calls": 0, "rest_calls": 0}
 
@@ -64,15 +67,9 @@ class ShopifyAdminClient:
         """Run one document. Queries and mutations alike are retried when throttled: Shopify refuses a
         throttled request before executing it."""
         self.stats["graphql_calls"] += 1
-        try:
-            response = await self.graphql_http.request(
-                "POST", self._api("graphql.json"), account=shop, credential=token, idempotent=True,
-                json={"query": page.document, "variables": page.variables}, cost=float(page.cost))
-        except ProviderApiError as exc:
-            if exc.details.get("status") == 401:
-                raise AuthFailed(f"Shopify refused the access token for {shop} (uninstalled or revoked?)",
-                                 details={"status": 401}) from None
-            raise
+        response = await self.graphql_http.request(
+            "POST", self._api("graphql.json"), account=shop, credential=token, idempotent=True,
+            json={"query": page.document, "variables": page.variables}, cost=float(page.cost))
         body = _json(response)
         errors = body.get("errors")
         if errors:
