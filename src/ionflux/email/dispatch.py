@@ -10,7 +10,7 @@ was in flight when a process died: it is failed as ambiguous by `expire_claims` 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -40,8 +40,9 @@ class DispatchReport:
 
 class Dispatcher:
     def __init__(self, platform: Platform, settings: EmailSettings, providers: dict[str, EmailProvider], *,
-                 clock: Clock = utcnow) -> None:
+                 clock: Clock = utcnow, on_send: Callable[[str, str], Awaitable[None]] | None = None) -> None:
         self.platform = platform
+        self.on_send = on_send  # called before a workspace's first send through a provider
         self.db = platform.db
         self.settings = settings
         self.providers = providers
@@ -68,21 +69,25 @@ class Dispatcher:
             raise ProviderFailure("auth", f"the {provider} credential cannot be used: {exc.message}") from None
         return Account(workspace_id, dict(resolved.secrets), resolved.source)
 
-    async def run(self, workspace_id: str, ids: Iterable[str]) -> DispatchReport:
+    async def run(self, workspace_id: str, ids: Iterable[str], *, inline: bool = False) -> DispatchReport:
+        """Send the due messages among `ids`. `inline`: the request that queued them sends them now, even
+        though their `next_attempt_at` still hides them from the worker (which is only the safety net)."""
         report = DispatchReport()
         ids = list(ids)
         for start in range(0, len(ids), self.settings.dispatch_chunk):
-            await self._run_chunk(workspace_id, ids[start:start + self.settings.dispatch_chunk], report)
+            await self._run_chunk(workspace_id, ids[start:start + self.settings.dispatch_chunk], report, inline)
         return report
 
-    async def _claim(self, workspace_id: str, ids: list[str]) -> tuple[list[EmailMessage], dict[str, EmailBatch]]:
+    async def _claim(self, workspace_id: str, ids: list[str], inline: bool
+                     ) -> tuple[list[EmailMessage], dict[str, EmailBatch]]:
         now = self.clock()
         lease = now + timedelta(seconds=self.settings.claim_seconds)
+        due = EmailMessage.next_attempt_at.is_not(None) if inline else EmailMessage.next_attempt_at <= now
         async with self.db.tenant(workspace_id) as session:
             await session.execute(
                 update(EmailMessage)
                 .where(EmailMessage.id.in_(ids), EmailMessage.status == "queued", EmailMessage.claimed_until.is_(None),
-                       EmailMessage.next_attempt_at <= now)
+                       due)
                 .values(claimed_until=lease, attempts=EmailMessage.attempts + 1)
                 .execution_options(synchronize_session=False))
             rows = list((await session.scalars(
@@ -92,8 +97,8 @@ class Dispatcher:
                 select(EmailBatch).where(EmailBatch.id.in_(batch_ids)))).all()} if batch_ids else {}
         return rows, batches
 
-    async def _run_chunk(self, workspace_id: str, ids: list[str], report: DispatchReport) -> None:
-        rows, batches = await self._claim(workspace_id, ids)
+    async def _run_chunk(self, workspace_id: str, ids: list[str], report: DispatchReport, inline: bool) -> None:
+        rows, batches = await self._claim(workspace_id, ids, inline)
         if not rows:
             return
         outbound = {r.id: _outbound(r, batches.get(r.batch_id or "")) for r in rows}
@@ -118,6 +123,8 @@ class Dispatcher:
             account = await self.account(workspace_id, name)
         except ProviderFailure as failure:
             return [failure] * len(messages)
+        if self.on_send is not None:
+            await self.on_send(workspace_id, name)
         outcomes: list[Outcome] = []
         step = provider.max_messages_per_call
         for start in range(0, len(messages), step):

@@ -97,10 +97,10 @@ class ProviderEvents:
 
 
 def _workspace(owner: str, claimed: Any) -> str | None:
-    """Whose event this is: the connection's workspace, or (platform account only) the one we tagged."""
-    if owner != PLATFORM_WORKSPACE:
-        return owner
-    return claimed if isinstance(claimed, str) and claimed and claimed != PLATFORM_WORKSPACE else None
+    """Whose event this is: the workspace it was published in (the pipeline routed it there, see webhooks.py).
+
+    Events left in the platform's own workspace name no workspace we know: nothing to apply them to."""
+    return None if owner == PLATFORM_WORKSPACE else owner
 
 
 def _at(value: Any) -> datetime:

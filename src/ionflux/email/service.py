@@ -61,7 +61,7 @@ class EmailService:
         if result.idempotent_replay or result.status != "queued":
             return result
         if self._due_now(request.send_at):
-            await self.dispatcher.run(workspace_id, [result.message_id])
+            await self.dispatcher.run(workspace_id, [result.message_id], inline=True)
             async with self.db.tenant(workspace_id) as session:
                 row = await session.get(EmailMessage, result.message_id)
                 assert row is not None
@@ -113,7 +113,7 @@ class EmailService:
                 reply_to=reply_to.to_dict() if reply_to else None, subject=subject, text=text, html=html,
                 headers=headers, tags=tags, tag_index=tag_index(tags), template_id=content.template_id,
                 marketing=content.marketing, refused=[r.model_dump() for r in refused], send_at=send_at,
-                next_attempt_at=send_at or now, status="queued", status_at=now, created_at=now,
+                next_attempt_at=send_at or self._fallback_time(now), status="queued", status_at=now, created_at=now,
             )
             session.add(row)
             recorder = StatusRecorder(session, workspace_id)
@@ -138,6 +138,10 @@ class EmailService:
         return SendResult(message_id=row.id, status=row.status, provider=row.provider,
                           refused=[Refusal(**r) for r in row.refused], idempotent_replay=True)
 
+    def _fallback_time(self, now: datetime) -> datetime:
+        """When the worker takes over a message due now, should the request that queued it die before sending."""
+        return now + timedelta(seconds=self.settings.claim_seconds)
+
     def _expired(self, created_at: datetime) -> bool:
         return aware(created_at) < self.clock() - timedelta(hours=self.settings.idempotency_hours)
 
@@ -159,7 +163,7 @@ class EmailService:
         if later:
             self.wake()
             return result
-        await self.dispatcher.run(workspace_id, ids)
+        await self.dispatcher.run(workspace_id, ids, inline=True)
         return await self.batch_result(workspace_id, result.batch_id, result)
 
     async def _accept_batch(self, workspace_id: str, request: BatchRequest) -> tuple[BatchResult, list[str], bool]:
@@ -213,7 +217,8 @@ class EmailService:
                     own_headers = {**headers, **links.headers(UnsubscribeClaim(workspace_id, address.email,
                                                                                 message_id))}
                 rows.append(_batch_row(workspace_id, batch_id, index, message_id, sender, reply_to, address, rendered,
-                                       template.substitutable, own_headers, tags, content, send_at or now, now))
+                                       template.substitutable, own_headers, tags, content,
+                                       send_at, send_at or self._fallback_time(now), now))
                 results.append(RecipientResult(index=index, email=address.email, message_id=message_id,
                                                status="queued"))
             results.sort(key=lambda r: r.index)
@@ -267,7 +272,7 @@ def _without(blocked: dict[str, str]) -> Callable[[list[Address]], list[Address]
 
 def _batch_row(workspace_id: str, batch_id: str, index: int, message_id: str, sender: Address, reply_to: Address | None,
                to: Address, rendered: Any, substitutable: bool, headers: dict[str, str], tags: list[str],
-               content: Any, due: datetime, now: datetime) -> dict[str, Any]:
+               content: Any, send_at: datetime | None, due: datetime, now: datetime) -> dict[str, Any]:
     return {
         "id": message_id, "workspace_id": workspace_id, "batch_id": batch_id, "batch_index": index,
         "idempotency_key": None,
@@ -277,7 +282,7 @@ def _batch_row(workspace_id: str, batch_id: str, index: int, message_id: str, se
         "substitutions": rendered.substitutions, "headers": headers, "tags": tags, "tag_index": tag_index(tags),
         "template_id": content.template_id, "marketing": content.marketing, "refused": [], "status": "queued",
         "status_at": now, "provider": None, "provider_message_id": None, "last_error": None, "attempts": 0,
-        "send_at": due if due > now else None, "next_attempt_at": due, "claimed_until": None, "created_at": now,
+        "send_at": send_at, "next_attempt_at": due, "claimed_until": None, "created_at": now,
     }
 
 

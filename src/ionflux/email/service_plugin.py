@@ -19,25 +19,26 @@ from ionflux.core.errors import Conflict, NotFound
 from ionflux.core.models import PLATFORM_WORKSPACE, Connection
 from ionflux.core.platform import Platform
 from ionflux.core.service import Service
+from ionflux.core.webhooks.base import WebhookProvider
 from ionflux.email import catalog
 from ionflux.email.dispatch import Dispatcher
 from ionflux.email.events import ProviderEvents
 from ionflux.email.models import EmailWorkspaceSettings
 from ionflux.email.providers.base import EmailProvider
+from ionflux.email.providers.sendgrid import SendGridProvider
 from ionflux.email.providers.smtp import SmtpProvider
 from ionflux.email.schemas import BatchRequest, BatchResult, SendRequest, SendResult, SettingsIn
 from ionflux.email.service import EmailService
-from ionflux.email.settings import EmailSettings, SesSettings, SmtpSettings
+from ionflux.email.settings import EmailSettings, SendGridSettings, SesSettings, SmtpSettings
 from ionflux.email.unsubscribe import UnsubscribeLinks
+from ionflux.email.webhooks import SendGridEvents, SesNotifications, workspace_account
 from ionflux.email.worker import EmailWorker
 
 LINKS_CREDENTIAL = "email_links"  # vault provider holding the generated unsubscribe-link key
-PLATFORM_SENDGRID_CONNECTION = "sendgrid-platform"
 
 
 def default_providers(platform: Platform) -> dict[str, EmailProvider]:
-    providers: dict[str, EmailProvider] = {"smtp": SmtpProvider(SmtpSettings())}
-    return providers
+    return {"smtp": SmtpProvider(SmtpSettings()), "sendgrid": SendGridProvider(SendGridSettings())}
 
 
 class EmailPlugin(Service):
@@ -48,10 +49,11 @@ class EmailPlugin(Service):
         super().__init__(platform)
         self.settings = settings or EmailSettings()
         self.providers = providers if providers is not None else default_providers(platform)
-        self.dispatcher = Dispatcher(platform, self.settings, self.providers)
+        self.dispatcher = Dispatcher(platform, self.settings, self.providers, on_send=self._routable)
         self.worker = EmailWorker(platform.db, self.dispatcher, poll_seconds=self.settings.worker_poll_seconds)
         self._links: UnsubscribeLinks | None = None
         self.ses_topic_arn = SesSettings().topic_arn
+        self._connected: set[tuple[str, str]] = set()
         self.service = EmailService(platform, self.settings, self.dispatcher, self.links, wake=self.worker.wake)
         self.events = ProviderEvents(platform.db, self.links)
         platform.bus.subscribe("email.sendgrid-events", ["platform.sendgrid.events.email_events.received"],
@@ -73,7 +75,6 @@ class EmailPlugin(Service):
 
     async def start(self) -> None:
         self._links = UnsubscribeLinks(await self._links_key(), self.settings.public_url)
-        await self.connect("sendgrid", "platform", PLATFORM_WORKSPACE, connection_id=PLATFORM_SENDGRID_CONNECTION)
         if self.ses_topic_arn:
             await self.connect("ses", self.ses_topic_arn, PLATFORM_WORKSPACE)
         self.worker.start()
@@ -82,6 +83,10 @@ class EmailPlugin(Service):
         await self.worker.stop()
         for provider in self.providers.values():
             await provider.aclose()
+
+    def webhook_providers(self) -> list[WebhookProvider]:
+        """Plugged into the shared webhook pipeline (replacing the plain SendGrid mapping, adding `ses`)."""
+        return [SendGridEvents(), SesNotifications(platform_topic=self.ses_topic_arn)]
 
     def links(self) -> UnsubscribeLinks:
         if self._links is None:
@@ -99,6 +104,13 @@ class EmailPlugin(Service):
             await vault.put(PLATFORM_WORKSPACE, LINKS_CREDENTIAL, {"key": key}, origin="generated")
             # Two processes starting at once: whichever write landed last is the key everyone reads.
             return base64.b64decode((await vault.get(PLATFORM_WORKSPACE, LINKS_CREDENTIAL))["key"])
+
+    async def _routable(self, workspace_id: str, provider: str) -> None:
+        """Before a workspace first sends through SendGrid or SES, its `workspace:<id>` connection exists, so
+        the shared accounts' events can be routed to it (once per process)."""
+        if (workspace_id, provider) not in self._connected:
+            await self.connect(provider, workspace_account(workspace_id), workspace_id)
+            self._connected.add((workspace_id, provider))
 
     async def connect(self, provider: str, external_id: str, workspace_id: str, *,
                       connection_id: str | None = None) -> str:
@@ -129,7 +141,7 @@ class EmailPlugin(Service):
         async with self.platform.db.tenant(workspace_id) as session:
             await catalog.put_settings(session, workspace_id, body)
         if "sendgrid" in (body.provider, body.fallback_provider):
-            await self.connect("sendgrid", f"workspace:{workspace_id}", workspace_id)
+            await self._routable(workspace_id, "sendgrid")
         if body.ses_topic_arn:
             await self.connect("ses", body.ses_topic_arn, workspace_id)
         return await self.settings_view(workspace_id)
@@ -146,6 +158,6 @@ class EmailPlugin(Service):
             "provider": chain[0], "fallback_provider": chain[1] if len(chain) > 1 else None,
             "source": "workspace" if own else "platform",
             "webhooks": {"sendgrid_own_account": f"/webhooks/sendgrid/{sendgrid}" if sendgrid else None,
-                         "sendgrid_platform_account": f"/webhooks/sendgrid/{PLATFORM_SENDGRID_CONNECTION}",
+                         "sendgrid_platform_account": "/webhooks/sendgrid",
                          "ses": "/webhooks/ses", "ses_topic_connection": hooks.get("ses")},
         }

@@ -29,14 +29,8 @@ class WebhookRegistry:
         return sorted(self._providers)
 
 
-class SesWebhooks(SnsWebhooks):
-    """SES notifications that SNS delivers to /webhooks/ses: the SNS verifier, topics as `ses` connections."""
-
-    name = "ses"
-
-
 def default_registry(*, sns_fetcher: Fetcher = https_fetcher) -> WebhookRegistry:
     return WebhookRegistry([
         ShopifyWebhooks(), WhatsAppWebhooks(), StripeWebhooks(), SendGridWebhooks(), StandardWebhooks(),
-        SnsWebhooks(sns_fetcher), SesWebhooks(sns_fetcher),
+        SnsWebhooks(sns_fetcher),
     ])
