@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from ionflux.core.settings import Settings, SettingsError, load_settings
+from ionflux.integrations.shopify.cli import app as shopify_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="IONFLUX integration layer")
@@ -23,6 +24,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(vault_app, name="vault")
 app.add_typer(config_app, name="config")
+app.add_typer(shopify_app, name="shopify")
 
 
 def _settings() -> Settings:

@@ -46,5 +46,7 @@ SIMULATORS: dict[str, SimulatorEntry] = {
     for entry in (
         SimulatorEntry("oauth", "ionflux.sandbox.catalog:oauth_demo_app",
                        "generic OAuth 2.0 provider (authorize, token, refresh rotation, revoke)"),
+        SimulatorEntry("shopify", "ionflux.sandbox.shopify:demo_app",
+                       "Shopify (OAuth, GraphQL + REST Admin, webhooks): IONFLUX_SHOPIFY_BASE_URL=<url>/shops/{shop}"),
     )
 }

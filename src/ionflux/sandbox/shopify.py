@@ -248,3 +248,10 @@ class ShopifySimulator:
 
 def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
     return JSONResponse({"error": error, "error_description": description}, status_code=status)
+
+
+def demo_app() -> Starlette:
+    """For `ionflux sandbox`: the demo app credentials, one seeded shop (acme.myshopify.com)."""
+    from ionflux.sandbox.catalog import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+
+    return ShopifySimulator(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).app

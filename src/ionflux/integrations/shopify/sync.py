@@ -63,9 +63,9 @@ class ShopifySync:
             run = await session.scalar(select(ShopifySyncRun).where(
                 ShopifySyncRun.connection_id == connection_id, ShopifySyncRun.status == "running"))
             if run is not None:
-                task = self.tasks.get(connection_id)
                 lease = _aware(run.lease_until)
-                if (task is None or task.done()) and lease is not None and lease > now and not self._mine(run):
+                # Ours (running, or ended here without finishing): resume. Leased elsewhere: refuse.
+                if connection_id not in self.tasks and lease is not None and lease > now:
                     raise Conflict(f"a {run.kind} of this connection is running in another process",
                                    field="connection_id", details={"run_id": run.id})
                 return run
@@ -80,10 +80,6 @@ class ShopifySync:
             session.add(run)
             await session.flush()
         return run
-
-    def _mine(self, run: ShopifySyncRun) -> bool:
-        task = self.tasks.get(run.connection_id)
-        return task is not None and not task.done()
 
     def launch(self, workspace_id: str, run: ShopifySyncRun) -> None:
         """Run in the background of this process (once per connection)."""
