@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -17,11 +18,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from sendgrid.helpers.eventwebhook import EventWebhook
 
+from ionflux.core.http import Timeouts
 from ionflux.core.models import PLATFORM_WORKSPACE
 from ionflux.core.platform import Platform
 from ionflux.email.providers.sendgrid import SendGridProvider
 from ionflux.email.providers.smtp import SmtpProvider
 from ionflux.email.settings import EmailSettings, SendGridSettings, SmtpSettings
+from ionflux.sandbox.faults import Fault
 from ionflux.sandbox.sendgrid import SendGridSimulator
 from ionflux.sandbox.server import SimulatorServer
 from ionflux.sandbox.smtp_sink import SmtpSink
@@ -185,3 +188,23 @@ async def test_simulator_speaks_what_the_official_sdk_expects(platform: Platform
 
 async def _in_thread(call: Any) -> Any:
     return await asyncio.to_thread(call)
+
+
+async def test_failover_to_smtp_without_double_send(platform: Platform, workspace: WorkspaceHandle) -> None:
+    async with sendgrid_env(platform, workspace, fallback="smtp", events=False) as (env, sim, server):
+        server.faults.push(Fault.respond(503, times=None, path="/v3/mail/send"))
+        body: dict[str, Any] = {"to": ["a@example.com"], "subject": "s", "text": "t", "idempotency_key": "k-1"}
+        sent = await env.send(**body)
+        assert sent["status"] == "sent" and sent["provider"] == "smtp"
+        assert len(server.requests) == 3 and not sim.mails  # the retry budget, all refused with 503
+        assert [m.rcpt_tos for m in env.sink.messages] == [["a@example.com"]]
+        assert (await env.send(**body))["idempotent_replay"] is True
+        assert await env.plugin.worker.run_once() == 0  # nothing left for the worker either
+        assert len(env.sink.messages) == 1 and len(server.requests) == 3
+        # A timeout after the request went out is ambiguous: never re-sent anywhere.
+        server.faults.clear()
+        server.faults.push(Fault(kind="timeout", seconds=5.0, path="/v3/mail/send"))
+        client = env.plugin.providers["sendgrid"].client  # type: ignore[attr-defined]
+        client.profile = replace(client.profile, timeouts=Timeouts(read=0.5, total=1.0))
+        unsure = await env.send(to=["b@example.com"], subject="s", text="t")
+        assert unsure["status"] == "failed" and len(env.sink.messages) == 1
