@@ -4,6 +4,7 @@ the workspace) and its access token in the vault; the platform's system-user tok
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,8 +52,10 @@ def _number(row: Connection) -> Number:
 
 
 class NumberDirectory:
-    def __init__(self, platform: Platform) -> None:
+    def __init__(self, platform: Platform, *, cache_seconds: float = 5.0) -> None:
         self.platform = platform
+        self.cache_seconds = cache_seconds  # a send looks its number up; numbers change rarely
+        self._cache: dict[str, tuple[float, list[Number]]] = {}
 
     async def add(self, workspace_id: str, given: NumberInput) -> tuple[Number, bool]:
         """Connect (or update) a number; returns it and whether it was new."""
@@ -76,6 +79,7 @@ class NumberDirectory:
         except IntegrityError:
             raise Conflict("this phone_number_id is connected to another workspace",
                            field="phone_number_id") from None
+        self._cache.pop(workspace_id, None)
         if given.access_token:
             await self.platform.vault.put(workspace_id, PROVIDER, {"access_token": given.access_token},
                                           name=credential, meta={"phone_number_id": given.phone_number_id})
@@ -95,14 +99,20 @@ class NumberDirectory:
         except IntegrityError:
             pass  # another workspace claimed it meanwhile
 
-    async def list(self, workspace_id: str) -> list[Number]:
+    async def list(self, workspace_id: str, *, fresh: bool = True) -> list[Number]:
+        """The workspace's numbers; `fresh=False` may answer from a cache up to `cache_seconds` old."""
+        cached = self._cache.get(workspace_id)
+        if not fresh and cached is not None and cached[0] > time.monotonic():
+            return cached[1]
         async with self.platform.db.tenant(workspace_id) as session:
             rows = (await session.scalars(select(Connection).where(Connection.provider == PROVIDER)
                                           .order_by(Connection.created_at))).all()
-        return [_number(r) for r in rows if (r.meta or {}).get("kind") == "number"]
+        numbers = [_number(r) for r in rows if (r.meta or {}).get("kind") == "number" and r.status == "active"]
+        self._cache[workspace_id] = (time.monotonic() + self.cache_seconds, numbers)
+        return numbers
 
     async def pick(self, workspace_id: str, phone_number_id: str | None) -> Number:
-        numbers = await self.list(workspace_id)
+        numbers = await self.list(workspace_id, fresh=False)
         if phone_number_id is not None:
             for number in numbers:
                 if number.phone_number_id == phone_number_id:

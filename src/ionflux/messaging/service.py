@@ -11,14 +11,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ionflux.core.errors import Forbidden, IonfluxError, NotFound, OutsideServiceWindow
 from ionflux.core.models import utcnow
 from ionflux.core.platform import Platform
 from ionflux.messaging import consent
-from ionflux.messaging.models import WaContact, WaMessage, WaStatus
+from ionflux.messaging.models import WaConsent, WaContact, WaMessage, WaStatus
 from ionflux.messaging.numbers import NumberDirectory
 from ionflux.messaging.settings import WhatsAppSettings
 from ionflux.messaging.validation import SendRequest, graph_message
@@ -85,7 +85,7 @@ class WhatsAppService:
                             template_name=(req.template or {}).get("name") if req.type == "template" else None,
                             business_initiated=business_initiated, status="pending",
                             context_message_id=(req.context or {}).get("message_id"))
-            session.add(row)
+            session.add(row)  # recorded before Meta is asked: a crash leaves a trace, not silence
         token = await self.numbers.token(workspace_id, number)
         try:
             result = await self.cloud.send(number.phone_number_id, token, body, rate=number.messages_per_second)
@@ -93,21 +93,23 @@ class WhatsAppService:
             await self._failed(workspace_id, row.id, exc)
             exc.details["message_id"] = row.id  # GET /v1/whatsapp/messages/{id} shows it as failed
             raise
+        row.wamid, row.status = result.wamid, "accepted"
         async with self.platform.db.tenant(workspace_id) as session:
-            stored = await session.get(WaMessage, row.id)
-            assert stored is not None
-            stored.wamid, stored.status = result.wamid, "accepted"
             early = (await session.scalars(select(WaStatus).where(WaStatus.wamid == result.wamid))).all()
             for status in early:  # the status webhook won the race against this transaction
-                apply_status(stored, status.status, status.at, status.errors)
-            return message_view(stored)
+                apply_status(row, status.status, status.at, status.errors)
+            await session.execute(update(WaMessage).where(WaMessage.id == row.id).values(
+                wamid=row.wamid, status=row.status, sent_at=row.sent_at, delivered_at=row.delivered_at,
+                read_at=row.read_at, failed_at=row.failed_at, error=row.error, updated_at=utcnow(),
+            ).execution_options(synchronize_session=False))
+        return message_view(row)
 
     async def _check_rules(self, session: AsyncSession, phone_number_id: str, to: str, kind: str,
                            now: datetime) -> bool:
         """Raise unless this message may go now; return whether it is business-initiated (window closed)."""
-        contact = await session.scalar(select(WaContact).where(
+        stamp = await session.scalar(select(WaContact.last_inbound_at).where(
             WaContact.phone_number_id == phone_number_id, WaContact.wa_id == to))
-        last = aware(contact.last_inbound_at) if contact is not None and contact.last_inbound_at else None
+        last = aware(stamp) if stamp is not None else None
         window_open = last is not None and now - last < self.window
         if kind != "template":
             if not window_open:
@@ -117,11 +119,11 @@ class WhatsAppService:
                     f"({since}); {WINDOW_HINT}", field="type",
                     details={"last_inbound_at": last.isoformat() if last else None, "suggestion": "template"})
             return False
-        record = await consent.load(session, to)
-        if record is not None and record.status == "opted_out":
+        agreed = await session.scalar(select(WaConsent.status).where(WaConsent.wa_id == to))
+        if agreed == "opted_out":
             raise Forbidden("this user opted out of business-initiated messages (STOP); a new opt-in is needed",
                             field="to", details={"reason": "opted_out"})
-        if not window_open and (record is None or record.status != "opted_in"):
+        if not window_open and agreed != "opted_in":
             raise Forbidden("business-initiated messages need a recorded opt-in for this user: "
                             "PUT /v1/whatsapp/contacts/{wa_id}/consent", field="to", details={"reason": "no_opt_in"})
         return not window_open

@@ -103,6 +103,7 @@ class WhatsAppSimulator:
         self.app = Starlette(routes=[
             Route("/{version}/{node}/messages", self._messages, methods=["POST"]),
             Route("/{version}/{node}/message_templates", self._templates, methods=["GET", "POST", "DELETE"]),
+            Route("/_whatsapp/stats", self._stats, methods=["GET"]),
         ])
 
     # -- set-up --------------------------------------------------------------------------------------
@@ -161,6 +162,12 @@ class WhatsAppSimulator:
         bucket = self._throughput.setdefault(
             phone_number_id, _Bucket(number.messages_per_second, number.messages_per_second, at=self.monotonic()))
         return bucket.take(self.monotonic())
+
+    async def _stats(self, _request: Request) -> Response:
+        """Simulator-only: what it answered (for the demo and the benchmark, which run it in another process)."""
+        return JSONResponse({"sent": self.stats.sent, "throttled": self.stats.throttled,
+                             "pair_limited": self.stats.pair_limited, "refused": self.stats.refused,
+                             "webhooks": len(self.stats.webhooks)})
 
     # -- Graph API -----------------------------------------------------------------------------------
     def _error(self, error: rules.GraphError) -> JSONResponse:
