@@ -54,6 +54,9 @@ mutation Subscribe($topic: WebhookSubscriptionTopic!, $subscription: WebhookSubs
 }
 """
 MUTATION_COST = 10
+# A single query may request at most 1000 points (shopify.dev rate-limit docs; UNVERIFIED in API_FACTS), so
+# page sizes shrink to fit rather than fail with MAX_COST_EXCEEDED.
+MAX_QUERY_COST = 1000
 
 # orders/create -> ORDERS_CREATE, as the Admin API's WebhookSubscriptionTopic enum names them.
 WEBHOOK_TOPICS = ("orders/create", "orders/updated", "orders/paid", "orders/fulfilled", "products/create",
@@ -76,11 +79,13 @@ class Page:
 def orders_page(first: int, line_items: int, after: str | None, query: str | None) -> Page:
     # per order: itself 1, totalPriceSet 2, customer 1, lineItems 2 + n x (item 1, price 2, product 1, variant 1)
     per_order = 1 + 2 + 1 + 2 + line_items * 5
+    first = max(1, min(first, (MAX_QUERY_COST - 2) // per_order))
     return Page(ORDERS, {"first": first, "after": after, "query": query, "lineItems": line_items},
                 2 + first * per_order)
 
 
 def products_page(first: int, variants: int, after: str | None, query: str | None) -> Page:
     per_product = 1 + 2 + variants * 1
+    first = max(1, min(first, (MAX_QUERY_COST - 2) // per_product))
     return Page(PRODUCTS, {"first": first, "after": after, "query": query, "variants": variants},
                 2 + first * per_product)
