@@ -1,0 +1,142 @@
+"""A 10,000-recipient templated batch through the EmailService, against raw sends made in the same run.
+
+    .venv/bin/python bench/email_batch.py [--recipients 10000]
+
+SendGrid: `POST /v1/email/batch` (validation, suppression check, rendering, rows + events in the database,
+dispatch) to the SendGrid simulator, vs one raw `httpx` mail/send POST per recipient. SMTP: the same batch to
+the aiosmtpd sink, vs one raw `aiosmtplib.send` per recipient. Prints recipients/s, provider requests and
+the ratios. Everything runs in this process on loopback (SQLite in a temporary directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+import httpx
+
+from ionflux.app import create_app
+from ionflux.core.models import PLATFORM_WORKSPACE
+from ionflux.core.platform import Platform
+from ionflux.core.settings import Settings
+from ionflux.email.providers.base import Account
+from ionflux.email.providers.sendgrid import SendGridProvider
+from ionflux.email.providers.smtp import SmtpProvider
+from ionflux.email.service_plugin import EmailPlugin
+from ionflux.email.settings import EmailSettings, SendGridSettings, SmtpSettings
+from ionflux.sandbox.sendgrid import SendGridSimulator
+from ionflux.sandbox.server import SimulatorServer
+from ionflux.sandbox.smtp_sink import SmtpSink
+from ionflux.services import services_running
+
+KEY = "SG.bench-key"
+SENDER = "news@shop.example.com"
+TEMPLATE = {"subject": "{{ name }}, your offer", "text": "Hi {{ name }}, use {{ code }}.",
+            "html": "<p>Hi {{ name }}, use <b>{{ code }}</b>.</p>"}
+
+
+def recipients(n: int) -> list[dict[str, Any]]:
+    return [{"to": f"user{i}@example.com", "template_data": {"name": f"User {i}", "code": f"C{i:05d}"}}
+            for i in range(n)]
+
+
+async def through_service(provider: str, n: int, sim_url: str, sink: SmtpSink, workdir: Path) -> tuple[float, int]:
+    settings = Settings(data_dir=workdir / provider, relay_poll_seconds=0.2, max_body_bytes=8 * 1024 * 1024)
+    Platform.from_settings(settings).db.upgrade()
+    platform = Platform.from_settings(settings)
+    await platform.start()
+    sendgrid = SendGridProvider(SendGridSettings(base_url=sim_url))
+    smtp = SmtpProvider(SmtpSettings(host=sink.host, port=sink.port, pool_size=16))
+    plugin = EmailPlugin(platform, settings=EmailSettings(provider=provider),  # type: ignore[arg-type]
+                         providers={"sendgrid": sendgrid, "smtp": smtp})
+    platform.services["email"] = plugin
+    app = create_app(platform, only=["platform"], manage_lifecycle=False)
+    for router in plugin.routers():
+        app.include_router(router)
+    await platform.vault.put(PLATFORM_WORKSPACE, "sendgrid", {"api_key": KEY})
+    ws = await platform.workspaces.create("bench")
+    headers = {"Authorization": f"Bearer {ws.token}"}
+    try:
+        async with services_running([plugin]), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://ionflux.bench", timeout=600) as client:
+            await client.put("/v1/email/templates/offer", headers=headers, json=TEMPLATE)
+            started = time.perf_counter()
+            response = await client.post("/v1/email/batch", headers=headers, json={
+                "from": SENDER, "template_id": "offer", "recipients": recipients(n)})
+            elapsed = time.perf_counter() - started
+            response.raise_for_status()
+            result = response.json()
+            sent = sum(1 for r in result["results"] if r["status"] == "sent")
+            if sent != n:
+                raise SystemExit(f"{provider}: only {sent} of {n} sent")
+            requests = sendgrid.requests_sent if provider == "sendgrid" else smtp.pool(
+                Account("-", {}, "none")).opened
+    finally:
+        await platform.stop()
+    return elapsed, requests
+
+
+async def raw_httpx(n: int, url: str) -> float:
+    started = time.perf_counter()
+    limits = httpx.Limits(max_connections=16)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        sem = asyncio.Semaphore(16)
+
+        async def one(i: int) -> None:
+            body = {"personalizations": [{"to": [{"email": f"user{i}@example.com"}],
+                                          "subject": f"User {i}, your offer"}],
+                    "from": {"email": SENDER},
+                    "content": [{"type": "text/plain", "value": f"Hi User {i}, use C{i:05d}."},
+                                {"type": "text/html", "value": f"<p>Hi User {i}, use <b>C{i:05d}</b>.</p>"}]}
+            async with sem:
+                r = await client.post(url + "/v3/mail/send", json=body, headers={"Authorization": f"Bearer {KEY}"})
+                r.raise_for_status()
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+    return time.perf_counter() - started
+
+
+async def raw_smtp(n: int, sink: SmtpSink) -> float:
+    from email.message import EmailMessage
+
+    started = time.perf_counter()
+    sem = asyncio.Semaphore(16)
+
+    async def one(i: int) -> None:
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = SENDER, f"user{i}@example.com", f"User {i}, your offer"
+        msg.set_content(f"Hi User {i}, use C{i:05d}.")
+        msg.add_alternative(f"<p>Hi User {i}, use <b>C{i:05d}</b>.</p>", subtype="html")
+        async with sem:
+            await aiosmtplib.send(msg, hostname=sink.host, port=sink.port)
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return time.perf_counter() - started
+
+
+async def main(n: int) -> None:
+    sim = SendGridSimulator(api_keys={KEY}, events=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        async with SimulatorServer(sim.app(), name="sendgrid") as server, SmtpSink(with_api=False) as sink:
+            base = await raw_httpx(n, server.base_url)
+            ours, requests = await through_service("sendgrid", n, server.base_url, sink, Path(tmp))
+            print(f"SendGrid  service: {n} recipients in {ours:6.2f} s = {n / ours:8.0f}/s, {requests} provider "
+                  f"requests | raw httpx: {base:6.2f} s = {n / base:8.0f}/s, {n} requests | "
+                  f"speed-up x{base / ours:.1f}, requests /{n / requests:.0f}")
+            sink.clear()
+            base = await raw_smtp(n, sink)
+            ours, connections = await through_service("smtp", n, server.base_url, sink, Path(tmp))
+            print(f"SMTP      service: {n} recipients in {ours:6.2f} s = {n / ours:8.0f}/s, {connections} SMTP "
+                  f"connections | raw aiosmtplib.send: {base:6.2f} s = {n / base:8.0f}/s, {n} connections | "
+                  f"ratio x{base / ours:.2f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--recipients", type=int, default=10_000)
+    asyncio.run(main(parser.parse_args().recipients))
