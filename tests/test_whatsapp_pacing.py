@@ -8,7 +8,7 @@ import asyncio
 import httpx
 import pytest
 
-from ionflux.messaging.pacing import NumberPacer
+from ionflux.messaging.pacing import NumberPacer, PairPacer
 from tests import whatsapp_fixtures
 from tests.whatsapp_fixtures import USER, WaEnv
 
@@ -77,3 +77,14 @@ async def test_our_pair_pacing_refuses_before_meta_is_asked(wa_env: WaEnv) -> No
     assert wa_env.sim.stats.sent == 2 and wa_env.sim.stats.pair_limited == 0
     other = await wa_env.send(to="447700900999", type="text", text={"body": "x"})
     assert other.json()["error"]["code"] == "OUTSIDE_SERVICE_WINDOW"  # other users are not held
+
+
+async def test_pair_buckets_of_idle_recipients_are_forgotten() -> None:
+    clock = Clock()
+    pairs = PairPacer(2.0, 6.0, clock=clock, prune_every=3)
+    await pairs.acquire(PairPacer.key("1", "a"))
+    await pairs.acquire(PairPacer.key("1", "b"))
+    assert pairs.tracked() == 2
+    clock.now += 6.0  # both drained: a full burst again
+    await pairs.acquire(PairPacer.key("1", "c"))  # the third acquisition prunes first
+    assert pairs.tracked() == 1

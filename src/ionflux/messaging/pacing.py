@@ -70,10 +70,36 @@ class NumberPacer(TokenBucketLimiter):
 
 
 class PairPacer(TokenBucketLimiter):
-    """Messages from one number to one user: a burst, then one per `interval` seconds (Meta's 131056)."""
+    """Messages from one number to one user: a burst, then one per `interval` seconds (Meta's 131056).
 
-    def __init__(self, burst: float, interval: float, *, clock: Callable[[], float] = time.monotonic):
+    One bucket per pair would grow with every user ever messaged, so buckets that have drained (the pair is
+    back to a full burst, nobody waiting) are forgotten every `prune_every` acquisitions.
+    """
+
+    def __init__(self, burst: float, interval: float, *, clock: Callable[[], float] = time.monotonic,
+                 prune_every: int = 10_000):
         super().__init__(burst, 1.0 / interval, clock=clock)
+        self.prune_every = prune_every
+        self._since_prune = 0
+
+    async def acquire(self, key: str, cost: float = 1.0, *, deadline: float | None = None) -> None:
+        self._since_prune += 1
+        if self._since_prune >= self.prune_every:
+            self._since_prune = 0
+            self.prune()
+        await super().acquire(key, cost, deadline=deadline)
+
+    def prune(self) -> int:
+        now = self._clock()
+        idle = [k for k, b in self._buckets.items()
+                if b.in_flight <= 0 and b.reserved <= 0 and b.paused_until <= now
+                and b.level - (now - b.at) * b.rate <= 0]
+        for key in idle:
+            del self._buckets[key]
+        return len(idle)
+
+    def tracked(self) -> int:
+        return len(self._buckets)
 
     @staticmethod
     def key(phone_number_id: str, wa_id: str) -> str:
