@@ -20,6 +20,7 @@ SERVICES: dict[str, str] = {
     "messaging": "ionflux.messaging.service_plugin:MessagingService",
     "email": "ionflux.email.service_plugin:EmailPlugin",
     "agents": "ionflux.agents.service_plugin:AgentService",
+    "llm": "ionflux.llm.service_plugin:LLMService",
 }
 
 

@@ -91,3 +91,10 @@ class OutsideServiceWindow(IonfluxError):
 
     code = "OUTSIDE_SERVICE_WINDOW"
     http_status = 400
+
+
+class ContentFiltered(IonfluxError):
+    """An LLM provider's content filter refused the prompt or cut the answer."""
+
+    code = "CONTENT_FILTERED"
+    http_status = 422

