@@ -88,6 +88,7 @@ class PairPacer(TokenBucketLimiter):
             self._since_prune = 0
             self.prune()
         await super().acquire(key, cost, deadline=deadline)
+        self.settle(key, cost, None)  # it paces sends, not calls in flight: nothing to wait for
 
     def prune(self) -> int:
         now = self._clock()
