@@ -48,5 +48,7 @@ SIMULATORS: dict[str, SimulatorEntry] = {
                        "generic OAuth 2.0 provider (authorize, token, refresh rotation, revoke)"),
         SimulatorEntry("shopify", "ionflux.sandbox.shopify:demo_app",
                        "Shopify (OAuth, GraphQL + REST Admin, webhooks): IONFLUX_SHOPIFY_BASE_URL=<url>/shops/{shop}"),
+        SimulatorEntry("whatsapp", "ionflux.sandbox.whatsapp:demo_app",
+                       "WhatsApp Cloud API (messages, templates, signed webhooks)", ("IONFLUX_WHATSAPP_BASE_URL",)),
     )
 }

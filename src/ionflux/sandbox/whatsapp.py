@@ -340,3 +340,21 @@ class Phone:
                 item["conversation"] = {"id": uuid.uuid4().hex, "origin": {"type": "service"}}
                 item["pricing"] = {"billable": True, "pricing_model": "CBP", "category": "service"}
             await self.sim.deliver(self._envelope(number, {"statuses": [item]}), copies=copies)
+
+
+DEMO_PHONE_ID, DEMO_WABA_ID = "106540352242922", "102290129340398"
+
+
+def demo_app() -> Any:
+    """For `ionflux sandbox`: one number on one WABA with an approved `order_update` template; it accepts the
+    platform token and signs webhooks with the app secret from IONFLUX_WHATSAPP_* (demo values otherwise), and
+    delivers them to IONFLUX_SANDBOX_WHATSAPP_WEBHOOK_URL (default: a local `ionflux serve`)."""
+    import os
+
+    sim = WhatsAppSimulator(
+        app_secret=os.environ.get("IONFLUX_WHATSAPP_APP_SECRET", "ionflux-demo-app-secret"),
+        webhook_url=os.environ.get("IONFLUX_SANDBOX_WHATSAPP_WEBHOOK_URL", "http://127.0.0.1:8080/webhooks/whatsapp"),
+        system_tokens={os.environ.get("IONFLUX_WHATSAPP_ACCESS_TOKEN", "ionflux-demo-system-user-token")})
+    sim.add_number(DEMO_PHONE_ID, waba_id=DEMO_WABA_ID, display_phone_number="15550001111")
+    sim.add_template(DEMO_WABA_ID, "order_update", body="Hi {{1}}, your order costs {{2}}")
+    return sim.app
