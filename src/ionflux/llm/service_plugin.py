@@ -14,7 +14,7 @@ from fastapi import APIRouter
 from ionflux.core.service import Service
 from ionflux.llm.interface import DEFAULT_EMBEDDING_DIMENSION, DEFAULT_EMBEDDING_MODEL
 from ionflux.llm.providers.anthropic import AnthropicAdapter
-from ionflux.llm.providers.base import ProviderAdapter, shared_provider_metrics
+from ionflux.llm.providers.base import ProviderAdapter, provider_metrics
 from ionflux.llm.providers.local import LocalAdapter
 from ionflux.llm.providers.openai_compat import DeepSeekAdapter, OpenAICompatibleAdapter
 from ionflux.llm.service import LLMOrchestrator
@@ -33,7 +33,7 @@ class LLMService(Service):
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         super().__init__(platform)
         self.settings = settings or LLMSettings()
-        http_metrics = shared_provider_metrics(platform.metrics.registry)
+        http_metrics = provider_metrics()
         adapters: dict[str, ProviderAdapter] = {
             "openai": OpenAICompatibleAdapter(OpenAISettings(), http_metrics, transport),
             "anthropic": AnthropicAdapter(AnthropicSettings(), http_metrics, transport),

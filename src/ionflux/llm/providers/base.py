@@ -65,17 +65,11 @@ class ProviderAdapter:
         """Release connections and workers."""
 
 
-def shared_provider_metrics(registry: CollectorRegistry) -> ProviderHttpMetrics:
-    """Provider call metrics on the app's registry (once per registry: the series names are fixed)."""
-    existing = getattr(registry, "_ionflux_provider_metrics", None)
-    if isinstance(existing, ProviderHttpMetrics):
-        return existing
-    try:
-        metrics = ProviderHttpMetrics(registry)
-    except ValueError:  # another component registered them on this registry without sharing: keep ours apart
-        metrics = ProviderHttpMetrics(CollectorRegistry())
-    registry._ionflux_provider_metrics = metrics  # type: ignore[attr-defined]
-    return metrics
+def provider_metrics() -> ProviderHttpMetrics:
+    """The toolkit's per-attempt metrics for the LLM adapters, on a registry of their own: the toolkit's
+    series names can be registered once per registry, and another service registers them on the app's.
+    The LLM service's own series (ionflux_llm_*, accounting.py) are on the app's registry."""
+    return ProviderHttpMetrics(CollectorRegistry())
 
 
 class HttpProvider:
