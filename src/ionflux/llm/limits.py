@@ -99,7 +99,7 @@ class LimitLedger:
                  wall: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._loader = loader  # (workspace, period start) -> (limits, spent so far in the period)
         self._period = period
-        self._clock = clock
+        self.clock = clock  # injectable: the per-minute window's time
         self._wall = wall
         self._ledgers: dict[str, WorkspaceLedger] = {}
 
@@ -128,7 +128,7 @@ class LimitLedger:
         limits = ledger.limits
         if not limits.rpm and not limits.tpm:
             return Admission(ledger, None)
-        now = self._clock()
+        now = self.clock()
         ledger._expire(now)
         if limits.rpm and len(ledger.window) + 1 > limits.rpm:
             raise self._limited(ledger, now, f"{limits.rpm} requests per minute", "rpm")
