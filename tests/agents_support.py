@@ -14,7 +14,9 @@ from ionflux.agents.service_plugin import AgentService
 from ionflux.app import create_app
 from ionflux.core.platform import Platform
 from ionflux.services import services_running
+from tests.conftest import WorkspaceHandle
 
+FINAL = ("succeeded", "failed", "skipped")
 FAST_AGENT_ENV = {
     "IONFLUX_AGENTS_RUNNER_POLL_SECONDS": "0.02",
     "IONFLUX_AGENTS_SCHEDULER_TICK_SECONDS": "3600",  # tests tick the scheduler themselves
@@ -65,3 +67,29 @@ async def poll(check: Callable[[], Awaitable[Any]], *, timeout: float = 15.0, wh
             raise AssertionError(f"timed out waiting for {what}; last value {value!r}")
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.2)
+
+
+async def configure(client: httpx.AsyncClient, ws: WorkspaceHandle, definition_id: str, config: Any) -> str:
+    r = await client.post("/v1/agents/configurations", headers=ws.headers,
+                          json={"definition_id": definition_id, "yaml_config": config})
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+async def publish(client: httpx.AsyncClient, ws: WorkspaceHandle, topic: str, data: dict[str, Any]) -> str:
+    r = await client.post("/v1/events", headers=ws.headers, json={"type": topic, "data": data})
+    assert r.status_code == 202, r.text
+    return str(r.json()["id"])
+
+
+async def settled(client: httpx.AsyncClient, ws: WorkspaceHandle, cfg: str, n: int) -> list[dict[str, Any]]:
+    async def check() -> list[dict[str, Any]]:
+        runs = (await client.get(f"/v1/agents/configurations/{cfg}/runs", headers=ws.headers)).json()["runs"]
+        return runs if len([r for r in runs if r["status"] in FINAL]) >= n else []
+
+    runs: list[dict[str, Any]] = await poll(check, what=f"{n} finished run(s)")
+    return sorted(runs, key=lambda r: r["created_at"])
+
+
+async def events(client: httpx.AsyncClient, ws: WorkspaceHandle, topic: str) -> list[dict[str, Any]]:
+    return list((await client.get(f"/v1/events?topic={topic}", headers=ws.headers)).json()["events"])

@@ -47,6 +47,7 @@ def order_from_record(record: dict[str, Any]) -> Order:
             for li in record.get("line_items") or []),
         customer=Customer(id=customer.get("id"), email=customer.get("email"), phone=customer.get("phone"),
                           first_name=customer.get("first_name")) if customer else None,
+        cancelled_at=parse_time(record["cancelled_at"]) if record.get("cancelled_at") else None,
     )
 
 

@@ -126,6 +126,7 @@ class Order:
     financial_status: str | None = None
     line_items: tuple[LineItem, ...] = ()
     customer: Customer | None = None
+    cancelled_at: datetime | None = None
 
 
 class ShopifyPort(Protocol):

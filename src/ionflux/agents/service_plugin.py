@@ -52,6 +52,10 @@ class AgentService(Service):
         self.triggers.ensure(p for d in self.registry.builtins() for p in d.event_topics)
         self._refresh_task: asyncio.Task[None] | None = None
 
+    def use_clock(self, clock: Clock) -> None:
+        """One clock for runs, cron and triggers (tests move it instead of waiting)."""
+        self.clock = self.executor.clock = self.scheduler.clock = self.triggers.clock = clock
+
     def _ports(self, *args: Any) -> dict[str, Any]:
         return self.ports(*args)  # looked up per run, so tests and the demo can swap `self.ports`
 

@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
-from ionflux.agents.registry import AgentRegistry
+from importlib import resources
+
+from ionflux.agents.definitions import parse_definition
+from ionflux.agents.registry import AgentRegistry, ImplementationFactory
+
+
+def _builtins() -> list[tuple[str, ImplementationFactory]]:
+    from ionflux.agents.builtin.email_wizard import EmailWizard
+    from ionflux.agents.builtin.revenue_tracker import RevenueTracker
+    from ionflux.agents.builtin.sales_sentinel import SalesSentinel
+
+    return [("sales_sentinel.yaml", SalesSentinel), ("revenue_tracker.yaml", RevenueTracker),
+            ("email_wizard.yaml", EmailWizard)]
 
 
 def register_builtins(registry: AgentRegistry) -> None:
-    """Add every built-in definition and its implementation to `registry`."""
+    """Add every built-in definition (from its YAML blueprint) and its implementation to `registry`."""
+    for blueprint, implementation in _builtins():
+        text = resources.files(__package__).joinpath(blueprint).read_text(encoding="utf-8")
+        registry.add_builtin(parse_definition(text), implementation)
