@@ -88,8 +88,9 @@ class Hooks:
             return conn.id
 
     async def outbox(self, event_type: str | None = None) -> list[OutboxEvent]:
+        """The events the webhook pipeline wrote (services reacting to them may write others)."""
         async with self.platform.db.system() as session:
-            query = select(OutboxEvent).order_by(OutboxEvent.seq)
+            query = select(OutboxEvent).where(OutboxEvent.source.like("/webhooks/%")).order_by(OutboxEvent.seq)
             if event_type:
                 query = query.where(OutboxEvent.type == event_type)
             return list((await session.scalars(query)).all())
@@ -124,7 +125,8 @@ async def open_hooks(platform: Platform, workspace_id: str) -> AsyncIterator[Hoo
     hooks_holder: list[Hooks] = []
 
     async def record(event: Event, _session: AsyncSession) -> None:
-        hooks_holder[0].delivered.append(event)
+        if event.source.startswith("/webhooks/"):
+            hooks_holder[0].delivered.append(event)
 
     platform.bus.subscribe("webhook-test-recorder", ["platform.#"], record)
     transport = httpx.ASGITransport(app=app)
