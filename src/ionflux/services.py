@@ -21,6 +21,7 @@ SERVICES: dict[str, str] = {
     "email": "ionflux.email.service_plugin:EmailPlugin",
     "agents": "ionflux.agents.service_plugin:AgentService",
     "llm": "ionflux.llm.service_plugin:LLMService",
+    "memory": "ionflux.memory.service_plugin:MemoryService",
 }
 
 

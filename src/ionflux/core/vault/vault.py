@@ -57,6 +57,8 @@ PLATFORM_CATALOGUE: dict[str, tuple[str, ...]] = {
     "notion": ("api_key", "client_id", "client_secret"),
     "jira": ("api_key", "client_id", "client_secret"),
     "calendly": ("api_key", "client_id", "client_secret"),
+    "pinecone": ("api_key",),
+    "qdrant": ("api_key",),
 }
 
 

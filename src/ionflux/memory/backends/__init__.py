@@ -1,0 +1,1 @@
+"""Vector engines behind one port (`VectorBackend`): embedded (usearch + numpy), Qdrant, Pinecone."""
