@@ -26,17 +26,20 @@ EMBEDDING_MODELS = {"all-MiniLM-L6-v2": 384}
 _Vector = tuple[list[float], int]  # (embedding, tokens)
 
 
+_LOADED: dict[str, Any] = {}  # package -> model: one copy per process, however many services use it
+_LOAD_LOCK = threading.Lock()
+
+
 class LocalEmbeddingModel:
-    """The sentence-transformers model, loaded once on the worker thread on first use."""
+    """The sentence-transformers model, loaded once per process, on the worker thread, on first use."""
 
     def __init__(self, package: str) -> None:
         self.package = package
-        self._model: Any = None
-        self._lock = threading.Lock()
 
     def load(self) -> Any:
-        with self._lock:
-            if self._model is None:
+        with _LOAD_LOCK:
+            model = _LOADED.get(self.package)
+            if model is None:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are on disk; never reach for a hub
                 try:
                     shipped = importlib.import_module(self.package)
@@ -45,8 +48,8 @@ class LocalEmbeddingModel:
                     raise ProviderUnavailable(
                         f"local embeddings need sentence-transformers and the {self.package} package ({exc.name} "
                         "is not installed)", details={"provider": "local"}) from None
-                self._model = SentenceTransformer(str(shipped.get_model_path()), device="cpu")
-            return self._model
+                model = _LOADED[self.package] = SentenceTransformer(str(shipped.get_model_path()), device="cpu")
+            return model
 
     def encode(self, texts: list[str]) -> list[_Vector]:
         model = self.load()
