@@ -69,7 +69,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
 async def receive_webhook(request: Request, provider: str, connection_id: str | None = None) -> Response:
     pipeline = ingestion_for(request)
     handler = pipeline.provider(provider)
-    body = await _read_body(request, pipeline.max_body_bytes)
+    try:
+        body = await _read_body(request, pipeline.max_body_bytes)
+    except PayloadTooLarge:
+        pipeline.metrics.rejected.labels(handler.name, "too_large").inc()
+        raise
     try:
         accepted = await pipeline.receive(handler, body, request.headers, connection_id)
     except WebhookRejected as exc:

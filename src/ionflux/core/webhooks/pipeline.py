@@ -133,6 +133,7 @@ class WebhookIngestion:
         parts = provider.parse(body, headers)
         kept = {k: v for k, v in headers.items() if k not in DROPPED_HEADERS and k not in provider.signature_headers}
         records: list[InboxRecord] = []
+        routed: list[InboundPart] = []
         for part in parts:
             route = fixed or await self._route_by_account(provider, part.account)
             if route is None:
@@ -140,11 +141,12 @@ class WebhookIngestion:
                          extra={"provider": provider.name, "account": part.account})
                 continue
             records.append(self._record(provider, part, route, kept))
+            routed.append(part)
         if not records:
             raise NotFound(f"no {provider.name} connection for this delivery's account", field="account")
         stored = await self.inbox.submit(records)
         if isinstance(provider, SnsWebhooks) and provider.auto_confirm:
-            for part, result in zip(parts, stored, strict=False):
+            for part, result in zip(routed, stored, strict=True):
                 if part.topic == "SubscriptionConfirmation" and result.event_id is not None:
                     self._after_ack(self._confirm(provider, part.body, result.id))
         return Accepted(stored)
