@@ -108,7 +108,7 @@ async def wa_env(settings_factory: Callable[..., Settings], monkeypatch: pytest.
             monkeypatch.setenv(f"IONFLUX_WHATSAPP_{name}", str(value))
         platform = Platform.from_settings(settings_factory())
         await platform.start()
-        app = create_app(platform, manage_lifecycle=False)
+        app = create_app(platform, manage_lifecycle=False, only=["messaging"])  # just what these tests need
         clock = MovableClock()
         try:
             async with services_running(list(platform.services.values())), httpx.AsyncClient(
