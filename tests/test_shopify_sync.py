@@ -15,7 +15,7 @@ from tests.conftest import WorkspaceHandle
 from tests.shopify_env import SHOP, ShopifyEnv, make_env_fixture
 
 # Plus-sized limits keep these fast; throttling itself is covered in test_shopify_admin.py.
-shopify = make_env_fixture(seed=StoreSeed(orders=240, products=30, customers=40),
+shopify = make_env_fixture(seed=StoreSeed(orders=150, products=30, customers=40),
                            limits=PlanLimits(graphql_bucket=20000.0, graphql_restore=1000.0),
                            reconcile_grace_seconds="0", page_size="20", graphql_bucket="20000",
                            graphql_restore_rate="1000")
@@ -38,7 +38,7 @@ async def test_backfill_stores_and_publishes_every_record_once(shopify: ShopifyE
                                         headers=shopify.workspace.headers)
     assert started.status_code == 202 and started.json()["kind"] == "backfill"
     done = await shopify.until(lambda: _finished(shopify, connection["id"]), timeout=60)
-    assert done["status"] == "completed" and done["orders"] == 240 and done["products"] == 30
+    assert done["status"] == "completed" and done["orders"] == 150 and done["products"] == 30
     sim_orders = {str(o["id"]) for o in shopify.sim.state(SHOP).data.orders}
     assert await _synced_ids(shopify, "orders") == Counter({i: 1 for i in sim_orders})
     assert len(await _synced_ids(shopify, "products")) == 30
@@ -68,7 +68,7 @@ async def test_a_backfill_killed_halfway_resumes_without_duplicates_or_gaps(shop
     async with shopify.platform.db.tenant(ws) as session:
         halfway = await session.get(ShopifySyncRun, run.id)
         stored = await session.scalar(select(func.count()).select_from(ShopifyOrder))
-    assert halfway is not None and halfway.status == "running" and 0 < (stored or 0) < 240
+    assert halfway is not None and halfway.status == "running" and 0 < (stored or 0) < 150
 
     resumed = await shopify.client.post(f"/v1/shopify/connections/{connection['id']}/sync",
                                         headers=shopify.workspace.headers)
@@ -80,7 +80,7 @@ async def test_a_backfill_killed_halfway_resumes_without_duplicates_or_gaps(shop
     assert await _synced_ids(shopify, "products") == Counter(
         {str(p["id"]): 1 for p in shopify.sim.state(SHOP).data.products})
     async with shopify.platform.db.tenant(ws) as session:
-        assert await session.scalar(select(func.count()).select_from(ShopifyOrder)) == 240
+        assert await session.scalar(select(func.count()).select_from(ShopifyOrder)) == 150
         assert await session.scalar(select(func.count()).select_from(ShopifyProduct)) == 30
 
 
