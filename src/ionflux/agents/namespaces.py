@@ -42,9 +42,14 @@ def resolve_template(template: str, variables: Mapping[str, str | None]) -> str:
     return result
 
 
-def namespace_resolver(memory_service: Any) -> Resolver:
-    """The memory service's resolver when it offers one, otherwise the local strict one."""
-    resolver = getattr(memory_service, "resolve_namespace", None)
-    if callable(resolver):
-        return resolver  # type: ignore[no-any-return]
-    return resolve_template
+def namespace_resolver(memory_service: Any = None) -> Resolver:
+    """The memory service's public resolver (`ionflux.memory.templates`), or the same rules applied here."""
+    try:
+        from ionflux.memory.templates import resolve_namespace_template
+    except ImportError:  # a build without the memory package
+        return resolve_template
+
+    def resolve(template: str, variables: Mapping[str, str]) -> str:
+        return resolve_namespace_template(template, variables, field="memory.namespace_template")
+
+    return resolve

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from ionflux.agents.adapters import platform_ports
 from ionflux.agents.context import Clock
+from ionflux.agents.loopback import Loopback
 from ionflux.agents.models import AgentRunRow
 from ionflux.agents.namespaces import Resolver, namespace_resolver
 from ionflux.agents.registry import AgentRegistry
@@ -43,7 +44,8 @@ class AgentService(Service):
         from ionflux.agents.builtin import register_builtins
 
         register_builtins(self.registry)
-        self.ports: PortsFactory = platform_ports(platform)
+        self.loopback = Loopback(platform)
+        self.ports: PortsFactory = platform_ports(platform, self.loopback)
         self.executor = RunExecutor(platform.db, self.registry, self.settings, self._ports, clock=clock)
         self.scheduler = CronScheduler(platform.db, self.registry, tick_seconds=self.settings.scheduler_tick_seconds,
                                        clock=clock, on_enqueued=self.executor.wake)
@@ -79,6 +81,7 @@ class AgentService(Service):
             await asyncio.gather(self._refresh_task, return_exceptions=True)
         await self.scheduler.stop()
         await self.executor.stop()
+        await self.loopback.aclose()
 
     async def _refresh_forever(self) -> None:
         while True:

@@ -38,11 +38,12 @@ def raise_for_error(response: httpx.Response) -> None:
 class IonfluxClient:
     """Talks to a running IONFLUX as one workspace. `async with IonfluxClient(url, token) as ionflux: ...`"""
 
-    def __init__(self, base_url: str, token: str, *, timeout: float = 60.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, base_url: str, token: str | None, *, timeout: float = 60.0,
+                 transport: httpx.AsyncBaseTransport | None = None, headers: dict[str, str] | None = None) -> None:
+        auth = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"), timeout=timeout, transport=transport,
-            headers={"Authorization": f"Bearer {token}", "User-Agent": "ionflux-client"},
+            headers={**auth, "User-Agent": "ionflux-client", **(headers or {})},
         )
         from ionflux.client.agents import AgentsApi
         from ionflux.client.services import EventsApi
