@@ -14,6 +14,7 @@ sent / delivered / read statuses, delivered as signed webhooks (X-Hub-Signature-
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import secrets
 import time
@@ -287,6 +288,16 @@ class WhatsAppSimulator:
         return JSONResponse({"data": page, "paging": paging})
 
 
+def contact(wa_id: str, name: str | None = None) -> dict[str, Any]:
+    """A webhook `contacts[]` entry. `user_id` is the business-scoped user id of 2026 payloads (not in API_FACTS;
+    pywa 4.5 requires it): stable per user here, "<country>.<digits>"."""
+    digits = str(int(hashlib.sha256(wa_id.encode()).hexdigest()[:15], 16))
+    entry: dict[str, Any] = {"wa_id": wa_id, "user_id": f"US.{digits}"}
+    if name is not None:
+        entry["profile"] = {"name": name}
+    return entry
+
+
 class Phone:
     """The users' side: inbound messages (opening the window) and the statuses of messages they receive."""
 
@@ -308,7 +319,7 @@ class Phone:
         self.sim.count_throughput(phone_number_id)  # Meta counts inbound and outbound alike
         self.sim.windows[(phone_number_id, wa_id)] = now
         full = {"from": wa_id, "id": "wamid." + uuid.uuid4().hex.upper(), "timestamp": str(int(now)), **message}
-        doc = self._envelope(number, {"contacts": [{"profile": {"name": name}, "wa_id": wa_id}], "messages": [full]})
+        doc = self._envelope(number, {"contacts": [contact(wa_id, name)], "messages": [full]})
         await self.sim.deliver(doc, copies=copies)
         return full
 
@@ -339,7 +350,9 @@ class Phone:
             elif status == "sent":
                 item["conversation"] = {"id": uuid.uuid4().hex, "origin": {"type": "service"}}
                 item["pricing"] = {"billable": True, "pricing_model": "CBP", "category": "service"}
-            await self.sim.deliver(self._envelope(number, {"statuses": [item]}), copies=copies)
+            # The user the status is about rides along in `contacts`, as in recent payloads (pywa 4.5 reads it).
+            value = {"contacts": [contact(sent.to)], "statuses": [item]}
+            await self.sim.deliver(self._envelope(number, value), copies=copies)
 
 
 DEMO_PHONE_ID, DEMO_WABA_ID = "106540352242922", "102290129340398"
