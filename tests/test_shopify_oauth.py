@@ -106,6 +106,10 @@ async def test_a_bad_shop_domain_is_refused_before_anything_else(shopify: Shopif
         assert response.status_code == 400, shop
         assert response.json()["error"]["field"] == "shop"
     assert not shopify.server.requests  # nothing was sent to Shopify
+    bad_brand = await shopify.client.get("/integrations/shopify/auth/initiate",
+                                         params={"shop": SHOP, "brand_id": "<script>"},
+                                         headers=shopify.workspace.headers)
+    assert bad_brand.status_code == 400 and bad_brand.json()["error"]["field"] == "brand_id"
 
 
 async def test_a_callback_for_another_shop_than_the_state_is_refused(shopify: ShopifyEnv) -> None:

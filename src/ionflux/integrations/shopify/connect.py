@@ -8,6 +8,7 @@ requires of public apps; `token_mode=non_expiring` is for custom and merchant-cr
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -16,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ionflux.core.db import Database
-from ionflux.core.errors import IonfluxError, NotFound
+from ionflux.core.errors import InvalidRequest, IonfluxError, NotFound
 from ionflux.core.models import PLATFORM_WORKSPACE, Connection
 from ionflux.core.oauth import CATALOGUE, OAuthFlow, ProviderSpec
 from ionflux.core.oauth.catalogue import SHOP_RE as CATALOGUE_SHOP_RE
@@ -55,6 +56,9 @@ class ShopifyConnector:
     async def initiate(self, workspace_id: str, *, shop: str | None, brand_id: str | None,
                        user_id: str | None = None, scopes: Sequence[str] | None = None) -> str:
         shop = validate_shop(shop)
+        if brand_id is not None and not re.fullmatch(BRAND_RE, brand_id):
+            raise InvalidRequest("brand_id must be 1-64 letters, digits or _ . : - (starting with a letter or "
+                                 "digit)", field="brand_id")
         existing = await self._connection_for(workspace_id, shop)
         url_vars = {"shop": shop}
         if brand_id or existing is None:  # a reconnection without one keeps the connection's brand
