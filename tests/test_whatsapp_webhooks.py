@@ -70,6 +70,7 @@ async def test_duplicate_messages_and_statuses_are_published_once(wa_env: WaEnv)
     assert [e.data["wamid"] for e in wa_env.of(RECEIVED)] == [first["id"], "wamid.NEW", wa_env.of(RECEIVED)[-1].data[
         "wamid"]]
     assert events[0].data["from"] == USER and events[0].data["text"] == "hello"
+    assert events[0].data["profile_name"] == "Test User" and events[0].data["user_id"].startswith("US.")
     assert events[0].workspace_id == wa_env.workspace_id  # found by phone_number_id
 
     message = (await wa_env.send(to=USER, type="text", text={"body": "hi"})).json()

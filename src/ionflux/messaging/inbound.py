@@ -73,18 +73,18 @@ class InboundHandler:
     async def _messages(self, session: AsyncSession, value: dict[str, Any]) -> None:
         metadata = value.get("metadata") or {}
         number = str(metadata.get("phone_number_id", ""))
-        names = {str(c.get("wa_id")): (c.get("profile") or {}).get("name")
-                 for c in value.get("contacts") or [] if isinstance(c, dict)}
+        contacts = {str(c.get("wa_id")): c for c in value.get("contacts") or [] if isinstance(c, dict)}
         for message in value.get("messages") or []:
             if isinstance(message, dict) and message.get("id") and message.get("from"):
-                await self._message(session, number, metadata, message, names.get(str(message["from"])))
+                await self._message(session, number, metadata, message, contacts.get(str(message["from"])) or {})
         for status in value.get("statuses") or []:
             if isinstance(status, dict) and status.get("id") and status.get("status"):
                 await self._status(session, number, status)
 
     async def _message(self, session: AsyncSession, number: str, metadata: dict[str, Any],
-                       message: dict[str, Any], profile_name: str | None) -> None:
+                       message: dict[str, Any], contact_info: dict[str, Any]) -> None:
         wamid, wa_id = str(message["id"]), str(message["from"])
+        profile_name = (contact_info.get("profile") or {}).get("name")
         if await session.scalar(select(WaInbound.id).where(WaInbound.wamid == wamid)) is not None:
             return  # seen in an earlier delivery
         at = _when(message.get("timestamp")) or datetime.now(UTC)
@@ -110,7 +110,8 @@ class InboundHandler:
         data: dict[str, Any] = {
             "channel": "whatsapp", "phone_number_id": number,
             "display_phone_number": metadata.get("display_phone_number"), "from": wa_id,
-            "profile_name": profile_name, "wamid": wamid, "type": kind, "timestamp": at.isoformat(),
+            "profile_name": profile_name, "user_id": contact_info.get("user_id"), "wamid": wamid, "type": kind,
+            "timestamp": at.isoformat(),
             "text": keyword_text(message), "context": message.get("context"),
             "media": {k: message[k] for k in MEDIA if isinstance(message.get(k), dict)} or None,
             "interactive": message.get("interactive"), "errors": message.get("errors"),
