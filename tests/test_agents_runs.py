@@ -116,6 +116,8 @@ async def test_breaker_pauses_after_three_consecutive_failures(
                                headers=workspace.headers)).json()["events"]
     assert len(events) == 1 and events[0]["data"]["configuration_id"] == cfg
     assert "boom 3" in events[0]["data"]["reason"] and events[0]["subject"] == cfg
+    failed = (await client.get("/v1/events?topic=platform.agents.events.runs.*", headers=workspace.headers)).json()
+    assert [(e["type"], e["data"]["attempts"]) for e in failed["events"]] == [("platform.agents.events.runs.failed", 3)]
     r = await client.post(f"/v1/agents/configurations/{cfg}/run", headers=workspace.headers, json={})
     assert r.status_code == 409 and r.json()["error"]["field"] == "status"
     # resuming clears the breaker; a good run follows

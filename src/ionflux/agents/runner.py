@@ -215,6 +215,7 @@ class RunExecutor:
                 await state.flush(session)
                 for topic, data, subject in events.pending:
                     emit(session, type=topic, data=data, subject=subject, source=f"{SOURCE}/{cfg_id}")
+                _finished(session, cfg, run)
                 return
             run.error = error
             cfg.consecutive_failures += 1
@@ -224,8 +225,10 @@ class RunExecutor:
             elif run.attempts < self.settings.max_attempts:
                 run.status = "queued"
                 run.next_attempt_at = now + timedelta(seconds=backoff_seconds(self.settings, run.attempts))
+                return
             else:
                 run.status = "failed"
+            _finished(session, cfg, run)
 
     async def _pause(self, session: Any, cfg: AgentConfigurationRow, run: AgentRunRow, error: str) -> None:
         reason = f"paused after {cfg.consecutive_failures} consecutive failed attempts; last error: {error}"
@@ -238,6 +241,14 @@ class RunExecutor:
             "configuration_id": cfg.id, "definition_id": cfg.definition_id, "reason": cfg.paused_reason,
             "consecutive_failures": cfg.consecutive_failures, "last_run_id": run.id, "last_error": error,
         })
+
+
+def _finished(session: Any, cfg: AgentConfigurationRow, run: AgentRunRow) -> None:
+    """`platform.agents.events.runs.succeeded|failed`: a run reached its final status (for dashboards)."""
+    emit(session, type=f"platform.agents.events.runs.{run.status}", subject=run.id, source=SOURCE, data={
+        "run_id": run.id, "configuration_id": cfg.id, "definition_id": cfg.definition_id,
+        "trigger_type": run.trigger_type, "trigger_event_id": run.trigger_event_id, "attempts": run.attempts,
+        "duration_ms": run.duration_ms, "error": run.error})
 
 
 def _trigger(run: AgentRunRow) -> Trigger:
