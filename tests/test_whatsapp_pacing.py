@@ -13,6 +13,8 @@ from tests import whatsapp_fixtures
 from tests.whatsapp_fixtures import USER, WaEnv
 
 wa_env = whatsapp_fixtures.wa_env  # the shared fixture, used by name
+# Pacing does not depend on the database: these run on SQLite only (the rest of the suite covers both).
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 class Clock:
@@ -41,6 +43,7 @@ def test_a_throttled_number_halves_its_rate_once_a_second_and_creeps_back() -> N
     assert pacer.current_rate("whatsapp:1") == 80.0  # recovered, never above the number's own limit
 
 
+@sqlite_only
 @pytest.mark.parametrize("wa_env", [{"sim_mps": 10.0, "env": {"RATE_LIMIT_RETRIES": "8"}}], indirect=True)
 async def test_a_429_storm_is_paced_and_every_message_goes(wa_env: WaEnv) -> None:
     await wa_env.inbound("hi")
@@ -52,6 +55,7 @@ async def test_a_429_storm_is_paced_and_every_message_goes(wa_env: WaEnv) -> Non
     assert wa_env.service.cloud.numbers.current_rate("whatsapp:106540352242922") < 80.0
 
 
+@sqlite_only
 @pytest.mark.parametrize("wa_env", [{"pair_rate": (2.0, 60.0), "env": {
     "PAIR_INTERVAL_SECONDS": "0.3", "SEND_TIMEOUT_SECONDS": "1.5"}}], indirect=True)
 async def test_metas_pair_rate_limit_holds_the_recipient_then_answers_rate_limited(wa_env: WaEnv) -> None:
@@ -66,6 +70,7 @@ async def test_metas_pair_rate_limit_holds_the_recipient_then_answers_rate_limit
     assert 1 <= wa_env.sim.stats.pair_limited <= 6  # retried after holds, not in a tight loop
 
 
+@sqlite_only
 @pytest.mark.parametrize("wa_env", [{"env": {"PAIR_MESSAGES": "2", "PAIR_INTERVAL_SECONDS": "60",
                                              "SEND_TIMEOUT_SECONDS": "1"}}], indirect=True)
 async def test_our_pair_pacing_refuses_before_meta_is_asked(wa_env: WaEnv) -> None:

@@ -131,3 +131,23 @@ async def test_templates_are_proxied_cached_and_updated_by_status_webhooks(wa_en
     assert (await wa_env.client.delete("/v1/whatsapp/templates/spring_sale", headers=wa_env.headers)).status_code == 204
     listed = (await wa_env.client.get("/v1/whatsapp/templates", headers=wa_env.headers)).json()
     assert [t["name"] for t in listed["data"]] == ["order_update"]
+
+
+async def test_each_workspace_gets_only_its_own_numbers_traffic(wa_env: WaEnv) -> None:
+    other = await wa_env.platform.workspaces.create("globex")
+    other_headers = {"Authorization": f"Bearer {other.token}"}
+    wa_env.sim.add_number("106540352249999", waba_id="555000111", display_phone_number="15550009999")
+    added = await wa_env.client.post("/v1/whatsapp/numbers", headers=other_headers, json={
+        "phone_number_id": "106540352249999", "waba_id": "555000111", "display_phone_number": "15550009999"})
+    assert added.status_code == 201, added.text
+    await wa_env.sim.phone.send_text("106540352249999", USER, "for globex")
+    await wa_env.sim.phone.send_text(PHONE_ID, USER, "for acme")
+    events = await wa_env.wait_events(RECEIVED, 2)
+    assert {(e.workspace_id, e.data["text"]) for e in events} == {(other.id, "for globex"),
+                                                                 (wa_env.workspace_id, "for acme")}
+    # The user wrote to globex's number only: acme's window with them is its own (opened by "for acme").
+    reply = await wa_env.client.post("/v1/whatsapp/messages", headers=other_headers,
+                                     json={"to": USER, "type": "text", "text": {"body": "hi from globex"}})
+    assert reply.status_code == 201, reply.text
+    consent = await wa_env.client.get(f"/v1/whatsapp/contacts/{USER}/consent", headers=other_headers)
+    assert consent.json()["status"] == "unknown"

@@ -131,9 +131,11 @@ class WhatsAppCloudClient:
 
     # -- message templates (per WhatsApp Business Account) -----------------------------------------
 
-    async def list_templates(self, waba_id: str, token: str, *, max_pages: int = 20) -> list[dict[str, Any]]:
+    async def list_templates(self, waba_id: str, token: str, *, page_size: int = 100,
+                             max_pages: int = 50) -> list[dict[str, Any]]:
+        """Every template of the WABA, following Graph's cursor paging."""
         found: list[dict[str, Any]] = []
-        params: dict[str, Any] = {"limit": 100}
+        params: dict[str, Any] = {"limit": page_size}
         for _ in range(max_pages):
             response = await self._call("GET", f"/{self.version}/{waba_id}/message_templates", waba_id, token,
                                         params=params)
@@ -142,7 +144,7 @@ class WhatsAppCloudClient:
             after = ((doc.get("paging") or {}).get("cursors") or {}).get("after")
             if not after or not (doc.get("paging") or {}).get("next"):
                 break
-            params = {"limit": 100, "after": after}
+            params = {"limit": page_size, "after": after}
         return found
 
     async def create_template(self, waba_id: str, token: str, template: dict[str, Any]) -> dict[str, Any]:
