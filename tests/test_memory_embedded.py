@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from sqlalchemy import func, select
 
 from ionflux.core.platform import Platform
@@ -19,6 +20,7 @@ from ionflux.memory.service import MemoryStore, WorkspaceMemory
 from .memory_helpers import DIM
 
 THRESHOLD = 100
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the SQL is covered above
 
 
 async def _open(platform: Platform, directory: Path, workspace_id: str) -> tuple[EmbeddedBackend, WorkspaceMemory]:
@@ -86,6 +88,7 @@ async def test_a_crash_after_writes_is_caught_up_from_the_database(platform: Pla
     del backend
 
 
+@sqlite_only
 async def test_a_damaged_or_stale_snapshot_is_never_trusted(platform: Platform, tmp_path: Path) -> None:
     ws = await platform.workspaces.create("damaged")
     directory = tmp_path / "memory"
@@ -113,6 +116,7 @@ async def test_a_damaged_or_stale_snapshot_is_never_trusted(platform: Platform, 
     await backend3.stop()
 
 
+@sqlite_only
 async def test_a_namespace_below_the_threshold_keeps_no_files_or_tombstones(platform: Platform, tmp_path: Path) -> None:
     ws = await platform.workspaces.create("small")
     backend, memory = await _open(platform, tmp_path / "memory", ws.id)
