@@ -4,7 +4,9 @@ used, and each message's status as the phone reports it (in order or not)."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
+from ionflux.messaging.models import WaMessage
 from tests import whatsapp_fixtures
 from tests.whatsapp_fixtures import (
     NUMBER_TOKEN,
@@ -123,3 +125,14 @@ async def test_messages_of_another_workspace_are_not_found(wa_env: WaEnv) -> Non
     taken = await wa_env.client.post("/v1/whatsapp/numbers", headers={"Authorization": f"Bearer {other.token}"},
                                      json={"phone_number_id": PHONE_ID, "waba_id": "1", "display_phone_number": "1"})
     assert taken.status_code == 409 and taken.json()["error"]["field"] == "phone_number_id"
+
+
+@pytest.mark.parametrize("wa_env", [{"env": {"ACCESS_TOKEN": ""}}], indirect=True)
+async def test_without_any_token_the_send_is_refused_and_nothing_is_left_pending(wa_env: WaEnv) -> None:
+    # No IONFLUX_WHATSAPP_ACCESS_TOKEN (the platform credential holds only the webhook secrets), and the number
+    # was connected without a token of its own.
+    response = await wa_env.send(to=USER, type="template", template=ORDER_TEMPLATE)
+    assert response.status_code == 401 and "access_token" in response.json()["error"]["message"]
+    assert wa_env.sim.stats.sent == 0
+    async with wa_env.platform.db.tenant(wa_env.workspace_id) as session:
+        assert (await session.scalars(select(WaMessage))).all() == []

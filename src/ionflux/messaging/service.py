@@ -79,6 +79,7 @@ class WhatsAppService:
         number = await self.numbers.pick(workspace_id, req.phone_number_id)
         to = body["to"]
         now = self.clock()
+        token = await self.numbers.token(workspace_id, number)  # no token: refused before anything is recorded
         async with self.platform.db.tenant(workspace_id) as session:
             business_initiated = await self._check_rules(session, number.phone_number_id, to, req.type, now)
             row = WaMessage(phone_number_id=number.phone_number_id, to=to, type=req.type,
@@ -86,7 +87,6 @@ class WhatsAppService:
                             business_initiated=business_initiated, status="pending",
                             context_message_id=(req.context or {}).get("message_id"))
             session.add(row)  # recorded before Meta is asked: a crash leaves a trace, not silence
-        token = await self.numbers.token(workspace_id, number)
         try:
             result = await self.cloud.send(number.phone_number_id, token, body, rate=number.messages_per_second)
         except IonfluxError as exc:
