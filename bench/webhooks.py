@@ -177,7 +177,7 @@ async def _prepare(url: str) -> None:
     await db.dispose()
 
 
-def bench_database(kind: str, args: argparse.Namespace) -> tuple[dict[int, Run], dict[int, Run]]:
+def bench_database(kind: str, args: argparse.Namespace) -> dict[str, dict[int, Run]]:
     workdir = Path(tempfile.mkdtemp(prefix=f"ionflux-bench-{kind}-"))
     names = [f"ionflux_bench_{uuid.uuid4().hex[:8]}" for _ in range(2)]
     if kind == "sqlite":
@@ -200,12 +200,18 @@ def bench_database(kind: str, args: argparse.Namespace) -> tuple[dict[int, Run],
             "ionflux": Server([sys.executable, "-m", "ionflux.cli", "serve", "--port", str(ports[1])],
                               {**env, "IONFLUX_DATABASE_URL": urls[0]}, args.server_cpu, ports[1], workdir),
         }
+        if args.ingest_only:
+            # Ingestion alone, as the baseline does: the relay is left to an `ionflux worker` (not run here).
+            port = free_port()
+            servers["ingest"] = Server([sys.executable, "-m", "ionflux.cli", "serve", "--no-worker", "--port",
+                                        str(port)], {**env, "IONFLUX_DATABASE_URL": urls[0]}, args.server_cpu,
+                                       port, workdir)
         try:
             results = measure(servers, body, workdir, args)
         finally:
             for server in servers.values():
                 server.stop()
-        return results["baseline"], results["ionflux"]
+        return results
     finally:
         if kind == "postgres":
             for name in names:
@@ -219,6 +225,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per point (median shown)")
+    parser.add_argument("--ingest-only", action="store_true",
+                        help="also measure `serve --no-worker` (ingestion without the in-process relay)")
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16, 64])
     parser.add_argument("--body-bytes", type=int, default=2048)
     parser.add_argument("--server-cpu", type=int, default=0)
@@ -235,16 +243,17 @@ def main() -> None:
             except OSError:
                 print("postgres: not reachable on 127.0.0.1:5432, skipped")
                 continue
-        base, ours = bench_database(kind, args)
-        for c in args.concurrency:
-            b, o = base[c], ours[c]
-            table.append((kind, c, b, o))
-    print("\n db        senders  baseline/s  ionflux/s  ratio   p50 base/ours ms   p99 base/ours ms  p99 ratio  target")
-    for kind, c, b, o in table:
+        results = bench_database(kind, args)
+        for name in [n for n in results if n != "baseline"]:
+            for c in args.concurrency:
+                table.append((kind, name, c, results["baseline"][c], results[name][c]))
+    print("\n db        server   senders  baseline/s  ours/s  ratio   p50 base/ours ms   p99 base/ours ms  "
+          "p99 ratio  target")
+    for kind, name, c, b, o in table:
         ratio = o.accepted_per_s / b.accepted_per_s if b.accepted_per_s else 0.0
         p99 = o.p99_ms / b.p99_ms if b.p99_ms else 0.0
         ok = "ok" if ratio >= 0.8 and p99 <= 1.25 else "MISSED"
-        print(f" {kind:9} {c:7d}  {b.accepted_per_s:10.0f}  {o.accepted_per_s:9.0f}  {ratio:5.2f}   "
+        print(f" {kind:9} {name:8} {c:7d}  {b.accepted_per_s:10.0f}  {o.accepted_per_s:6.0f}  {ratio:5.2f}   "
               f"{b.p50_ms:6.2f} / {o.p50_ms:6.2f}    {b.p99_ms:7.2f} / {o.p99_ms:7.2f}  {p99:9.2f}  {ok}")
 
 

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from sqlalchemy import Table, create_engine, event
+from sqlalchemy import Connection, Table, create_engine, event
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from ionflux.core.models import OutboxEvent
 from ionflux.core.webhooks.models import WebhookDelivery
 
+BUSY_SECONDS = 30.0  # as long as the main engine's busy_timeout
 INBOX: Table = WebhookDelivery.__table__  # type: ignore[assignment]
 OUTBOX: Table = OutboxEvent.__table__  # type: ignore[assignment]
 
@@ -40,8 +43,9 @@ class SqliteInboxStore:
     def __init__(self, async_url: str) -> None:
         path = async_url.split(":///", 1)[1]
         # NullPool + one thread: the connection is opened on, and only ever used by, that thread.
-        self.engine = create_engine(f"sqlite:///{path}", poolclass=NullPool, connect_args={"timeout": 30})
-        event.listen(self.engine, "connect", _pragmas)
+        self.engine = create_engine(f"sqlite:///{path}", poolclass=NullPool, connect_args={"timeout": 0})
+        event.listen(self.engine, "connect", _connected)
+        event.listen(self.engine, "begin", _begin_immediate)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ionflux-inbox")
         self._insert = (sqlite.insert(INBOX).on_conflict_do_nothing(index_elements=["provider", "dedupe_key"])
                         .returning(INBOX.c.id))
@@ -74,11 +78,29 @@ class SqliteInboxStore:
         self.engine.dispose()
 
 
-def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _connected(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # the driver's implicit BEGIN is replaced by _begin_immediate
     cur = dbapi_conn.cursor()
-    for pragma in ("journal_mode=WAL", "busy_timeout=30000", "synchronous=NORMAL", "foreign_keys=ON"):
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
         cur.execute(f"PRAGMA {pragma}")
     cur.close()
+
+
+def _begin_immediate(conn: Connection) -> None:
+    """Take the write lock up front, polling every fraction of a millisecond while another writer (the
+    outbox relay) has it. SQLite's own busy handler sleeps 1, 2, 5 … 100 ms between tries, which puts
+    whole sleeps on the request's latency once the lock is contended."""
+    deadline = time.monotonic() + BUSY_SECONDS
+    pause = 0.0001
+    while True:
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        except OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.002)
 
 
 _PG_WRITE = """
