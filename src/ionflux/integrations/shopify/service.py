@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import timedelta
 
 from fastapi import APIRouter
 from sqlalchemy import delete, select
@@ -34,11 +35,12 @@ class ShopifyService(Service):
         self.flow = OAuthFlow.for_platform(platform, providers=provider_specs(self.settings))
         self.admin = ShopifyAdminClient(self.settings, registry=platform.metrics.registry)
         self.connector = ShopifyConnector(platform.db, platform.vault, self.flow, self.admin, self.settings)
-        self.sync = ShopifySync(platform.db, self.admin, self.flow.access_token, self.settings)
+        self.sync = ShopifySync(platform.db, self.admin, self.flow.access_token, self.settings,
+                                lease=timedelta(seconds=self.settings.sync_lease_seconds))
         self.pii = PiiPolicy(platform.db)
         platform.bus.subscribe(ShopifyWebhookConsumer.name, ShopifyWebhookConsumer.patterns,
                                ShopifyWebhookConsumer(on_revoked=self.sync.stop))
-        self._reconciler: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
 
     def routers(self) -> list[APIRouter]:
         from ionflux.integrations.shopify.api import auth_router, router
@@ -54,16 +56,24 @@ class ShopifyService(Service):
 
     async def start(self) -> None:
         await self._sweep_revoked_tokens()
+        self._background.append(asyncio.create_task(self._resume_forever(), name="shopify-resume"))
         if self.settings.reconcile_interval_seconds > 0:
-            self._reconciler = asyncio.create_task(self._reconcile_forever(), name="shopify-reconcile")
+            self._background.append(asyncio.create_task(self._reconcile_forever(), name="shopify-reconcile"))
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._reconciler, *self.sync.tasks.values()) if t is not None and not t.done()]
+        tasks = [t for t in (*self._background, *self.sync.tasks.values()) if not t.done()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.admin.aclose()
         await self.flow.aclose()
+
+    async def _resume_forever(self) -> None:
+        """Runs left behind by a crashed process (this one before a restart, or another) carry on here."""
+        while True:
+            with contextlib.suppress(Exception):
+                await self.sync.resume_orphans()
+            await asyncio.sleep(max(1.0, self.settings.sync_lease_seconds / 2))
 
     async def _reconcile_forever(self) -> None:
         while True:

@@ -34,6 +34,8 @@ class ShopifySettings(BaseSettings):
     reconcile_interval_seconds: float = Field(default=900.0, ge=0, description="0 turns the periodic pass off")
     reconcile_grace_seconds: float = Field(default=300.0, ge=0, description="webhooks get this long to arrive")
     graphql_timeout_seconds: float = Field(default=120.0, gt=0)
+    # A sync run's owner renews this lease every page; a run whose owner died is resumed once it lapses.
+    sync_lease_seconds: float = Field(default=120.0, gt=0)
     # The plan's limits as first assumed (Standard, API_FACTS §1); the server's own reports replace them.
     graphql_bucket: float = Field(default=2000.0, gt=0)
     graphql_restore_rate: float = Field(default=100.0, gt=0)

@@ -68,6 +68,7 @@ class ShopifySync:
                 if connection_id not in self.tasks and lease is not None and lease > now:
                     raise Conflict(f"a {run.kind} of this connection is running in another process",
                                    field="connection_id", details={"run_id": run.id})
+                run.error, run.lease_until = None, now + self.lease  # resumed: ours now
                 return run
             since = None
             if kind == "reconcile":
@@ -76,7 +77,7 @@ class ShopifySync:
                 if since is None:
                     raise Conflict("reconciliation needs a completed backfill first", field="kind")
             run = ShopifySyncRun(connection_id=connection_id, kind=kind, since=since, started_at=now,
-                                 stage="orders" if kind == "reconcile" else "products")
+                                 stage="orders" if kind == "reconcile" else "products", lease_until=now + self.lease)
             session.add(run)
             await session.flush()
         return run
@@ -181,6 +182,27 @@ class ShopifySync:
             run = await session.get(ShopifySyncRun, run_id)
             if run is not None and run.status == "running":
                 run.error, run.lease_until = str(message)[:500], None  # stays resumable
+
+    async def resume_orphans(self) -> int:
+        """Launch every run whose owner died (lease lapsed, no error recorded) from its checkpoint.
+        A run that failed with an error waits for someone to start it again (POST …/sync, the CLI)."""
+        now = self.clock()
+        async with self.db.system() as session:
+            rows = (await session.execute(select(ShopifySyncRun.workspace_id, ShopifySyncRun.connection_id).where(
+                ShopifySyncRun.status == "running", ShopifySyncRun.error.is_(None),
+                ShopifySyncRun.lease_until < now))).all()
+        resumed = 0
+        for workspace_id, connection_id in rows:
+            if connection_id in self.tasks and not self.tasks[connection_id].done():
+                continue
+            try:
+                run = await self.begin(workspace_id, connection_id)
+            except (Conflict, NotFound):
+                continue
+            self.launch(workspace_id, run)
+            resumed += 1
+            log.info("shopify sync resumed from its checkpoint", extra={"run_id": run.id, "stage": run.stage})
+        return resumed
 
     async def reconcile_all(self) -> int:
         """One reconciliation pass over every active connection with a finished backfill."""
