@@ -171,3 +171,23 @@ async def _order_row(shopify: ShopifyEnv, order_id: str) -> ShopifyOrder | None:
         row: ShopifyOrder | None = await session.scalar(select(ShopifyOrder).where(ShopifyOrder.shopify_id == order_id))
     return row
 
+
+
+async def test_product_and_shop_webhooks_update_the_local_copies(shopify: ShopifyEnv) -> None:
+    connection = await shopify.connect()
+    product = dict(shopify.sim.state(SHOP).data.products[0], title="Renamed Shirt", updated_at="2030-01-01T00:00:00Z")
+    await shopify.sim.emit(SHOP, "products/update", product)
+    [event] = await shopify.until(lambda: shopify.events("platform.shopify.events.products.updated"))
+    assert event.data["payload"]["product"]["title"] == "Renamed Shirt"
+    assert event.data["payload"]["product"]["variants"][0]["price"] == product["variants"][0]["price"]
+    shop = dict(shopify.sim.state(SHOP).data.shop_payload(), name="Acme Two", iana_timezone="Europe/Lisbon")
+    await shopify.sim.emit(SHOP, "shop/update", shop)
+
+    async def renamed() -> bool:
+        view = (await shopify.client.get(f"/v1/shopify/connections/{connection['id']}/shop",
+                                         headers=shopify.workspace.headers)).json()
+        return bool(view["name"] == "Acme Two" and view["iana_timezone"] == "Europe/Lisbon")
+    await shopify.until(renamed)
+    products = (await shopify.client.get(f"/v1/shopify/connections/{connection['id']}/products",
+                                         headers=shopify.workspace.headers)).json()["products"]
+    assert [p["title"] for p in products] == ["Renamed Shirt"]
