@@ -14,6 +14,7 @@ from tests.conftest import WorkspaceHandle
 from tests.shopify_env import API_KEY, API_SECRET, SHOP, ShopifyEnv, make_env_fixture
 
 shopify = make_env_fixture()
+custom_app = make_env_fixture(token_mode="non_expiring")
 
 
 async def test_full_round_trip_gives_an_expiring_token_a_connection_the_shop_and_webhooks(
@@ -140,3 +141,12 @@ async def test_the_same_shop_cannot_join_a_second_workspace(shopify: ShopifyEnv,
     async with shopify.platform.db.system() as session:
         rows = (await session.scalars(select(Connection).where(Connection.provider == "shopify"))).all()
     assert [r.workspace_id for r in rows] == [shopify.workspace.id]
+
+
+async def test_a_custom_app_gets_a_non_expiring_token(custom_app: ShopifyEnv) -> None:
+    connection = await custom_app.connect()
+    exchange = [r for r in custom_app.server.requests if r.path.endswith("/oauth/access_token")][-1]
+    assert "expiring" not in exchange.json()
+    tokens = await custom_app.platform.vault.get(custom_app.workspace.id, "shopify", f"oauth-{connection['id']}")
+    assert "refresh_token" not in tokens and "expires_at" not in tokens
+    assert connection["token_expires_at"] is None

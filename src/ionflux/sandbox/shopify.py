@@ -254,4 +254,4 @@ def demo_app() -> Starlette:
     """For `ionflux sandbox`: the demo app credentials, one seeded shop (acme.myshopify.com)."""
     from ionflux.sandbox.catalog import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 
-    return ShopifySimulator(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET).app
+    return ShopifySimulator(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, duplicate_rate=0.05).app
