@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -31,6 +32,7 @@ from .webhook_helpers import (
     shopify_headers,
     sns_headers,
     sns_message,
+    until,
     whatsapp_body,
 )
 
@@ -269,3 +271,27 @@ async def test_deliveries_past_retention_are_pruned_and_their_keys_forgotten(hoo
     hooks.pipeline.inbox.retention = timedelta(days=8)
     again = await hooks.client.post("/webhooks/shopify", content=ORDER, headers=headers)
     assert again.json()["status"] == "accepted"
+
+
+async def test_a_delivery_waits_out_another_sqlite_writer_and_is_stored(hooks: Hooks) -> None:
+    if not hooks.platform.db.is_sqlite:
+        pytest.skip("SQLite's single-writer lock")
+    await hooks.connect("shopify", SHOP)
+    other = sqlite3.connect(hooks.platform.db.url.split(":///", 1)[1], isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # e.g. the outbox relay marking a batch published
+    try:
+        sending = asyncio.ensure_future(
+            hooks.client.post("/webhooks/shopify", content=ORDER, headers=shopify_headers(ORDER)))
+        inbox = hooks.pipeline.inbox
+
+        async def writing() -> bool:
+            return inbox._active > 0 and not inbox._queue
+
+        await until(writing)
+        assert not sending.done()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    response = await sending
+    assert response.status_code == 200
+    await hooks.settle(1)
