@@ -26,6 +26,7 @@ from ionflux.email.events import ProviderEvents
 from ionflux.email.models import EmailWorkspaceSettings
 from ionflux.email.providers.base import EmailProvider
 from ionflux.email.providers.sendgrid import SendGridProvider
+from ionflux.email.providers.ses import SesProvider
 from ionflux.email.providers.smtp import SmtpProvider
 from ionflux.email.schemas import BatchRequest, BatchResult, SendRequest, SendResult, SettingsIn
 from ionflux.email.service import EmailService
@@ -38,7 +39,8 @@ LINKS_CREDENTIAL = "email_links"  # vault provider holding the generated unsubsc
 
 
 def default_providers(platform: Platform) -> dict[str, EmailProvider]:
-    return {"smtp": SmtpProvider(SmtpSettings()), "sendgrid": SendGridProvider(SendGridSettings())}
+    return {"smtp": SmtpProvider(SmtpSettings()), "sendgrid": SendGridProvider(SendGridSettings()),
+            "ses": SesProvider(SesSettings())}
 
 
 class EmailPlugin(Service):

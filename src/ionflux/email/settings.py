@@ -56,4 +56,12 @@ class SesSettings(BaseSettings):
     configuration_set: str | None = None
     topic_arn: str | None = Field(default=None, description="the platform's SNS topic for SES notifications")
     max_send_rate: float | None = Field(default=None, gt=0, description="override GetAccount's MaxSendRate")
-    throttle_retries: int = Field(default=5, ge=0)
+    default_send_rate: float = Field(default=1.0, gt=0, description="recipients/s when GetAccount cannot be read "
+                                                                     "(the SES sandbox rate: the safe lower bound)")
+    quota_refresh_seconds: float = Field(default=300.0, gt=0, description="how often GetAccount is re-read")
+    throttle_retries: int = Field(default=5, ge=0, description="retries of a throttled or 5xx call, with backoff")
+    backoff_base: float = Field(default=0.2, gt=0, description="first backoff in seconds (doubles each retry)")
+    bulk: bool = Field(default=True, description="SendBulkEmail for templated batches (off: one SendEmail each)")
+    bulk_size: int = Field(default=50, gt=0, le=50, description="entries per SendBulkEmail call")
+    concurrency: int = Field(default=8, gt=0, description="SES calls in flight (threads; boto3 is synchronous)")
+    timeout: float = Field(default=30.0, gt=0)
