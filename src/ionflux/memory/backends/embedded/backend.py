@@ -29,7 +29,7 @@ from ionflux.memory.backends.embedded.engine import (
     save_graph,
 )
 from ionflux.memory.backends.embedded.store import EmbeddedStore
-from ionflux.memory.filters import Node, compile_filter
+from ionflux.memory.filters import Node
 from ionflux.memory.interface import Match, Metric, VectorRecord
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class EmbeddedBackend:
     async def query(self, ns: NamespaceRef, vector: np.ndarray, top_k: int, flt: Node | None,
                     include_values: bool, include_metadata: bool) -> list[Match]:
         index = (await self._state(ns)).index
-        hits = index.search(vector, top_k, compile_filter(flt) if flt is not None else None)
+        hits = index.search(vector, top_k, flt)
         return [
             Match(id=index.ids[row], score=score,
                   values=as_floats(index.vector(index.ids[row])) if include_values else None,  # type: ignore[arg-type]
@@ -126,8 +126,7 @@ class EmbeddedBackend:
     async def delete_filter(self, ns: NamespaceRef, flt: Node) -> None:
         state = await self._state(ns)
         async with state.lock:
-            predicate = compile_filter(flt)
-            ids = [vid for vid, md in zip(state.index.ids, state.index.meta, strict=True) if predicate(md)]
+            ids = [state.index.ids[row] for row in state.index.matching_rows(flt)]
             for start in range(0, len(ids), 1000):
                 await self._delete(state, ids[start:start + 1000])
 

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 from usearch.index import Index
 
-from ionflux.memory.filters import Predicate
+from ionflux.memory.backends.embedded.columns import ColumnCache
+from ionflux.memory.filters import Node
 from ionflux.memory.interface import Metadata, Metric
 
 _USEARCH_METRIC = {"cosine": "cos", "dotproduct": "ip", "euclidean": "l2sq"}
@@ -50,6 +51,7 @@ class NamespaceIndex:
         self.label_pos: dict[int, int] = {}
         self.graph: Index | None = None
         self.graph_busy = False
+        self.columns = ColumnCache()
 
     @property
     def count(self) -> int:
@@ -58,6 +60,7 @@ class NamespaceIndex:
     # -- rows ---------------------------------------------------------------------------------------
     def put(self, rows: Sequence[tuple[int, str, np.ndarray, Metadata]]) -> None:
         """Insert or overwrite rows (label, id, vector, metadata); an id keeps its row and label."""
+        self.columns.invalidate()
         self._reserve(self.count + len(rows))
         for label, vid, vec, md in rows:
             row = self.pos.get(vid)
@@ -76,6 +79,7 @@ class NamespaceIndex:
 
     def remove(self, ids: Sequence[str]) -> list[int]:
         """Drop rows by id (swap-remove); returns the labels that went."""
+        self.columns.invalidate()
         gone: list[int] = []
         for vid in ids:
             row = self.pos.pop(vid, None)
@@ -120,14 +124,17 @@ class NamespaceIndex:
         self._vecs, self._sqnorms, self.labels = vecs, sq, labels
 
     # -- search -------------------------------------------------------------------------------------
-    def search(self, query: np.ndarray, k: int, predicate: Predicate | None) -> list[tuple[int, float]]:
+    def matching_rows(self, flt: Node) -> np.ndarray:
+        return np.flatnonzero(self.columns.mask(flt, self.meta))
+
+    def search(self, query: np.ndarray, k: int, flt: Node | None) -> list[tuple[int, float]]:
         """Top-k (row, score) pairs, best first; scores are computed exactly from the float32 rows."""
         n = self.count
         if n == 0:
             return []
         rows: np.ndarray | None = None
-        if predicate is not None:
-            rows = np.fromiter((i for i, md in enumerate(self.meta) if predicate(md)), dtype=np.int64)
+        if flt is not None:
+            rows = self.matching_rows(flt)
             if rows.size == 0:
                 return []
         use_graph = (self.graph is not None and not self.graph_busy and n >= self.exact_threshold
