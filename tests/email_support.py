@@ -68,12 +68,12 @@ class EmailEnv:
 @asynccontextmanager
 async def email_env(platform: Platform, workspace_id: str, token: str, *, settings: EmailSettings | None = None,
                     providers: Callable[[SmtpSink], dict[str, EmailProvider]] | None = None,
-                    pipeline: Any = None) -> AsyncIterator[EmailEnv]:
+                    pipeline: Any = None, **plugin_options: Any) -> AsyncIterator[EmailEnv]:
     async with SmtpSink(with_api=False) as sink:
         chosen = providers(sink) if providers else {
             "smtp": SmtpProvider(SmtpSettings(host=sink.host, port=sink.port, pool_size=4))}
         plugin = EmailPlugin(platform, settings=settings or EmailSettings(worker_poll_seconds=0.05),
-                             providers=chosen)
+                             providers=chosen, **plugin_options)
         platform.services["email"] = plugin
         app = create_app(platform, only=["platform"], manage_lifecycle=False)
         for router in plugin.routers():

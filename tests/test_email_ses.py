@@ -24,7 +24,7 @@ moto_ses = email_ses_support.moto_ses
 
 @asynccontextmanager
 async def ses_env(platform: Platform, workspace: WorkspaceHandle, url: str, *, tap: WireTap | None = None,
-                  provider: str = "ses", fallback: str | None = None,
+                  provider: str = "ses", fallback: str | None = None, sns_fetcher: Any = None,
                   **ses: Any) -> AsyncIterator[tuple[EmailEnv, SesProvider, WireTap]]:
     tap = tap or WireTap()
     sleeps: list[float] = []
@@ -40,7 +40,9 @@ async def ses_env(platform: Platform, workspace: WorkspaceHandle, url: str, *, t
 
     await platform.vault.put(PLATFORM_WORKSPACE, "ses", PLATFORM_KEYS)
     settings = EmailSettings(provider=provider, fallback_provider=fallback, worker_poll_seconds=0.05)
-    async with email_env(platform, workspace.id, workspace.token, settings=settings, providers=providers) as env:
+    options = {"sns_fetcher": sns_fetcher} if sns_fetcher is not None else {}
+    async with email_env(platform, workspace.id, workspace.token, settings=settings, providers=providers,
+                         **options) as env:
         env.extra["sleeps"] = sleeps
         yield env, adapter, tap
 

@@ -20,6 +20,7 @@ from ionflux.core.models import PLATFORM_WORKSPACE, Connection
 from ionflux.core.platform import Platform
 from ionflux.core.service import Service
 from ionflux.core.webhooks.base import WebhookProvider
+from ionflux.core.webhooks.sns import Fetcher, https_fetcher
 from ionflux.email import catalog
 from ionflux.email.dispatch import Dispatcher
 from ionflux.email.events import ProviderEvents
@@ -47,8 +48,9 @@ class EmailPlugin(Service):
     name = "email"
 
     def __init__(self, platform: Platform, *, settings: EmailSettings | None = None,
-                 providers: dict[str, EmailProvider] | None = None) -> None:
+                 providers: dict[str, EmailProvider] | None = None, sns_fetcher: Fetcher = https_fetcher) -> None:
         super().__init__(platform)
+        self.sns_fetcher = sns_fetcher  # fetches SNS signing certificates and SubscribeURLs (tests inject one)
         self.settings = settings or EmailSettings()
         self.providers = providers if providers is not None else default_providers(platform)
         self.dispatcher = Dispatcher(platform, self.settings, self.providers, on_send=self._routable)
@@ -88,7 +90,7 @@ class EmailPlugin(Service):
 
     def webhook_providers(self) -> list[WebhookProvider]:
         """Plugged into the shared webhook pipeline (replacing the plain SendGrid mapping, adding `ses`)."""
-        return [SendGridEvents(), SesNotifications(platform_topic=self.ses_topic_arn)]
+        return [SendGridEvents(), SesNotifications(self.sns_fetcher, platform_topic=self.ses_topic_arn)]
 
     def links(self) -> UnsubscribeLinks:
         if self._links is None:
