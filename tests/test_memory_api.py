@@ -125,6 +125,9 @@ async def test_text_is_embedded_through_the_llm_service(
     hits = await client.post(f"{NS}/notes/query", headers=workspace.headers, json={"text": "running shoes", "top_k": 1})
     assert hits.json()["matches"][0]["id"] == "shoe"
     assert embedder.calls[0] == (workspace.id, ["red running shoes", "chocolate cake recipe"], "local:test-model")
+    metrics = (await client.get("/metrics")).text
+    assert 'ionflux_memory_vectors_written_total{backend="embedded"} 2.0' in metrics
+    assert 'ionflux_memory_operation_seconds_count{backend="embedded",operation="query"} 1.0' in metrics
     platform.services["llm"] = object()  # type: ignore[assignment]  # no embedder in this process
     error = _error(await client.post(f"{NS}/notes/query", headers=workspace.headers, json={"text": "x"}), 503)
     assert error["field"] == "text"

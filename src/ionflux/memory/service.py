@@ -8,6 +8,7 @@ sees only the physical name derived from (workspace, namespace).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -30,16 +31,22 @@ from ionflux.memory.interface import (
     UpsertItem,
     VectorRecord,
 )
+from ionflux.memory.metrics import MemoryMetrics
 from ionflux.memory.models import MemoryNamespace
 from ionflux.memory.templates import check_namespace, physical_name, resolve_namespace_template
 from ionflux.memory.validation import check_id, check_ids, check_metadata, check_vector
 
 
 class MemoryStore:
-    def __init__(self, platform: Platform, backend: VectorBackend, *, default_dimension: int = 384) -> None:
+    def __init__(self, platform: Platform, backend: VectorBackend, *, default_dimension: int = 384,
+                 metrics: MemoryMetrics | None = None) -> None:
         self.platform = platform
         self.backend = backend
         self.default_dimension = default_dimension
+        self.metrics = metrics
+
+    def _timed(self, operation: str) -> AbstractContextManager[None]:
+        return self.metrics.timed(self.backend.name, operation) if self.metrics else nullcontext()
 
     def for_workspace(self, workspace_id: str) -> WorkspaceMemory:
         return WorkspaceMemory(self, workspace_id)
@@ -134,7 +141,10 @@ class MemoryStore:
                 vectors[i] = self._vector(vector, row, f"vectors[{i}].text")
         batch = [Upsert(id=item.id, values=vec, metadata=check_metadata(item.metadata, field=f"vectors[{i}].metadata"))
                  for i, (item, vec) in enumerate(zip(items, vectors, strict=True)) if vec is not None]
-        await self.backend.upsert(self._ref(workspace_id, row), batch)
+        with self._timed("upsert"):
+            await self.backend.upsert(self._ref(workspace_id, row), batch)
+        if self.metrics:
+            self.metrics.written.labels(self.backend.name).inc(len(batch))
         return len(batch)
 
     async def query(
@@ -163,11 +173,14 @@ class MemoryStore:
             if not found:
                 raise NotFound(f"no vector with id {vid!r} in namespace {name!r}", field="id")
             query = np.asarray(found[0].values, dtype=np.float32)
-        return await self.backend.query(ref, query, top_k, flt, bool(include_values), bool(include_metadata))
+        with self._timed("query"):
+            return await self.backend.query(ref, query, top_k, flt, bool(include_values), bool(include_metadata))
 
     async def fetch(self, workspace_id: str, name: str, ids: Sequence[str]) -> list[VectorRecord]:
         row = await self._get(workspace_id, name)
-        return await self.backend.fetch(self._ref(workspace_id, row), check_ids(ids, field="ids", limit=MAX_BATCH))
+        wanted = check_ids(ids, field="ids", limit=MAX_BATCH)
+        with self._timed("fetch"):
+            return await self.backend.fetch(self._ref(workspace_id, row), wanted)
 
     async def delete(self, workspace_id: str, name: str, *, ids: Sequence[str] | None = None,
                      filter: Mapping[str, Any] | None = None) -> None:
@@ -176,13 +189,16 @@ class MemoryStore:
         if (ids is None) == (filter is None):
             raise InvalidRequest("give exactly one of ids or filter", field="ids")
         if ids is not None:
-            await self.backend.delete_ids(ref, check_ids(ids, field="ids", limit=MAX_BATCH))
+            wanted = check_ids(ids, field="ids", limit=MAX_BATCH)
+            with self._timed("delete"):
+                await self.backend.delete_ids(ref, wanted)
             return
         flt = parse_filter(filter)
         if flt is None:
             raise InvalidRequest("a delete filter must hold at least one condition; delete the namespace to "
                                  "empty it", field="filter")
-        await self.backend.delete_filter(ref, flt)
+        with self._timed("delete"):
+            await self.backend.delete_filter(ref, flt)
 
     # -- internals ----------------------------------------------------------------------------------
     def _vector(self, values: object, row: MemoryNamespace, field: str) -> np.ndarray:

@@ -16,6 +16,7 @@ from ionflux.core.platform import Platform
 from ionflux.core.service import Service
 from ionflux.memory.api import memory_router
 from ionflux.memory.backends.base import VectorBackend
+from ionflux.memory.metrics import MemoryMetrics
 from ionflux.memory.service import MemoryStore, WorkspaceMemory
 from ionflux.memory.settings import MemorySettings, PineconeSettings, QdrantSettings
 
@@ -28,7 +29,8 @@ class MemoryService(Service):
         super().__init__(platform)
         self.settings = settings or MemorySettings()
         self.backend = backend or build_backend(platform, self.settings)
-        self.store = MemoryStore(platform, self.backend, default_dimension=self.settings.default_dimension)
+        self.store = MemoryStore(platform, self.backend, default_dimension=self.settings.default_dimension,
+                                 metrics=MemoryMetrics(platform.metrics.registry))
 
     def for_workspace(self, workspace_id: str) -> WorkspaceMemory:
         return self.store.for_workspace(workspace_id)

@@ -131,7 +131,8 @@ class EmbeddedBackend:
                 await self._delete(state, ids[start:start + 1000])
 
     async def count(self, ns: NamespaceRef) -> int:
-        return (await self._state(ns)).index.count
+        state = self._loaded.get(ns.physical)  # a namespace not in memory is counted, not loaded
+        return state.index.count if state is not None else await self.store.count(ns)
 
     async def save_all(self) -> None:
         for state in list(self._loaded.values()):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Insert, delete, select, update
+from sqlalchemy import Insert, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -49,6 +49,12 @@ class EmbeddedStore:
         blob = b"".join(r[2] or b"" for r in rows)
         vectors = np.frombuffer(blob, dtype=np.float32).reshape(len(rows), ns.dimension)
         return LoadedRows(version, labels, [r[1] for r in rows], vectors, [dict(r[3] or {}) for r in rows])
+
+    async def count(self, ns: NamespaceRef) -> int:
+        async with self.db.tenant(ns.workspace_id) as s:
+            n = await s.scalar(select(func.count()).select_from(MemoryVector).where(
+                MemoryVector.namespace == ns.physical, MemoryVector.deleted.is_(False)))
+        return int(n or 0)
 
     async def changed_since(self, ns: NamespaceRef, seq: int) -> list[int]:
         """Labels of rows written or deleted after `seq`."""
