@@ -44,6 +44,7 @@ async def test_the_sdk_round_trips_through_the_simulator(sim: tuple[PineconeInde
         stats = await idx.describe_index_stats()
         assert (stats.dimension, stats.metric, stats.total_vector_count) == (4, "cosine", 2)
         assert stats.namespaces["ns1"].vector_count == 2
+        assert (await idx.describe_namespace(name="ns1")).record_count == 2
         await idx.delete(filter={"tags": {"$in": ["y"]}}, namespace="ns1")
         await idx.delete(ids=["a"], namespace="ns1")
         assert (await idx.describe_index_stats()).total_vector_count == 0

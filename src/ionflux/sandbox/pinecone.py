@@ -1,14 +1,15 @@
 """A strict Pinecone data-plane simulator (one serverless dense index) that the official SDK accepts.
 
 Serves what IONFLUX uses, on the index host's REST paths: `POST /vectors/upsert`, `POST /query`,
-`GET /vectors/fetch`, `POST /vectors/delete`, `POST /describe_index_stats`. Refuses what Pinecone
-refuses, with its error body `{"code", "message", "details"}` (gRPC status codes): a missing or wrong
-`Api-Key` (401), no `X-Pinecone-Api-Version`, unknown fields, more than 1,000 vectors or 2 MB in an
-upsert, a dimension mismatch, null/nested metadata, metadata over 40 KB, ids that are empty, non-ASCII or
-over 512 characters, filters with unknown operators or wrongly typed operands, a filter on
-describe_index_stats, several delete selectors at once, and deletes in a namespace that does not exist
-(404). Filters follow Pinecone's documented semantics, written here independently of ionflux.memory so
-the conformance suite compares two implementations. Unlike the real service, writes are visible at once.
+`GET /vectors/fetch`, `POST /vectors/delete`, `POST /describe_index_stats`, `GET /namespaces/{name}`.
+Refuses what Pinecone refuses, with its error body `{"code", "message", "details"}` (gRPC status
+codes): a missing or wrong `Api-Key` (401), no `X-Pinecone-Api-Version`, unknown fields, more than
+1,000 vectors or 2 MB in an upsert, a dimension mismatch, null/nested metadata, metadata over 40 KB,
+ids that are empty, non-ASCII or over 512 characters, filters with unknown operators or wrongly typed
+operands, a filter on describe_index_stats, several delete selectors at once, and deletes in a
+namespace that does not exist (404). Filters follow Pinecone's documented semantics, written here
+independently of ionflux.memory so the conformance suite compares two implementations. Unlike the real
+service, writes are visible at once.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class PineconeIndexSimulator:
             Route("/vectors/fetch", self._endpoint(self.fetch), methods=["GET"]),
             Route("/vectors/delete", self._endpoint(self.delete), methods=["POST"]),
             Route("/describe_index_stats", self._endpoint(self.stats), methods=["POST"]),
+            Route("/namespaces/{namespace:str}", self._endpoint(self.describe_namespace), methods=["GET"]),
         ])
 
     def _endpoint(self, handler: Callable[[dict[str, Any], Request], dict[str, Any]]) -> Callable[..., Any]:
@@ -191,6 +193,13 @@ class PineconeIndexSimulator:
         return {"namespaces": {ns: {"vectorCount": n} for ns, n in counts.items()}, "dimension": self.dimension,
                 "indexFullness": 0.0, "totalVectorCount": sum(counts.values()), "metric": self.metric,
                 "vectorType": "dense"}
+
+    def describe_namespace(self, _: dict[str, Any], request: Request) -> dict[str, Any]:
+        name = request.path_params["namespace"]
+        records = self.namespaces.get(name)
+        if not records:
+            raise PineconeApiError(404, _NOT_FOUND, "Namespace not found")
+        return {"name": name, "record_count": str(len(records))}  # Pinecone sends the count as a string
 
     # -- helpers ------------------------------------------------------------------------------------
     def _values(self, raw: object) -> np.ndarray:

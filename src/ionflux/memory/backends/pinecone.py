@@ -112,9 +112,11 @@ class PineconeBackend:
 
     async def count(self, ns: NamespaceRef) -> int:
         async with self._index() as index:
-            stats = await index.describe_index_stats()
-        summary = stats.namespaces.get(ns.physical)
-        return int(summary.vector_count) if summary is not None else 0
+            try:  # one namespace's count (describe_index_stats would list every namespace of the index)
+                description = await index.describe_namespace(name=ns.physical)
+            except NotFoundError:
+                return 0  # never written to
+        return int(description.record_count)
 
     async def _index_shape(self) -> tuple[int, str]:
         if self._shape is None:
