@@ -36,6 +36,8 @@ class SmtpSettings(BaseSettings):
     use_tls: bool = Field(default=False, description="implicit TLS (SMTPS, usually port 465)")
     start_tls: bool | None = Field(default=None, description="True: require STARTTLS; None: use it if offered")
     validate_certs: bool = True
+    cert_bundle: str | None = Field(default=None, description="CA file to validate the server's certificate with "
+                                                                "(default: the system's)")
     timeout: float = Field(default=30.0, gt=0)
     pool_size: int = Field(default=8, gt=0, description="connections kept open per server and login")
     local_hostname: str | None = None

@@ -5,7 +5,10 @@
         sink.api_url                          # GET /messages, GET /messages/{index}, DELETE /messages
 
 `reject(address, code)` makes RCPT refuse an address (to test bounces at the door); `connections` counts
-the SMTP connections opened (to see reuse).
+the SMTP connections opened (to see reuse). With a `tls_context` the sink offers STARTTLS (`require_starttls`:
+refuses mail without it) or, with `implicit_tls`, speaks TLS from the first byte (SMTPS); `logins` (username ->
+password) makes it demand AUTH (over TLS only, aiosmtpd's default). Each mail records whether it came over
+TLS and who logged in.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import hmac
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,7 +25,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -36,6 +41,8 @@ class ReceivedMail:
     data: bytes
     peer: str
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    tls: bool = False
+    login: str | None = None
 
     @property
     def message(self) -> email.message.EmailMessage:
@@ -78,14 +85,30 @@ class _Handler:
             mail_from=str(envelope.mail_from), rcpt_tos=list(envelope.rcpt_tos),
             data=content if isinstance(content, bytes) else content.encode(),
             peer=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer),
+            tls=server.transport is not None and server.transport.get_extra_info("ssl_object") is not None,
+            login=_text(session.login_data) if session.authenticated else None,
         )
         with self.sink.lock:
             self.sink.messages.append(mail)
         return "250 2.0.0 OK: queued"
 
 
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class SmtpSink:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, with_api: bool = True) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, with_api: bool = True,
+                 tls_context: ssl.SSLContext | None = None, require_starttls: bool = False,
+                 implicit_tls: bool = False, logins: dict[str, str] | None = None) -> None:
+        if (require_starttls or implicit_tls) and tls_context is None:
+            raise ValueError("STARTTLS or implicit TLS needs a tls_context")
+        self.tls_context = tls_context
+        self.require_starttls = require_starttls
+        self.implicit_tls = implicit_tls
+        self.logins = logins
         self.host = host
         self._requested_port = port
         self.port = 0
@@ -101,10 +124,23 @@ class SmtpSink:
     # -- the SMTP server ---------------------------------------------------------------------------
     def _protocol(self) -> SMTP:
         self.connections += 1
-        return SMTP(_Handler(self), hostname="sink.ionflux.test", enable_SMTPUTF8=True, timeout=60)
+        starttls = self.tls_context if not self.implicit_tls else None
+        return SMTP(_Handler(self), hostname="sink.ionflux.test", enable_SMTPUTF8=True, timeout=60,
+                    tls_context=starttls, require_starttls=self.require_starttls,
+                    authenticator=self._authenticate if self.logins is not None else None,
+                    auth_required=self.logins is not None,
+                    auth_require_tls=True)
+
+    def _authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
+                      auth_data: Any) -> AuthResult:
+        login, password = _text(getattr(auth_data, "login", None)), _text(getattr(auth_data, "password", None))
+        known = (self.logins or {}).get(login or "")
+        ok = known is not None and password is not None and hmac.compare_digest(known, password)
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
     async def _serve(self) -> None:
-        self._server = await asyncio.get_running_loop().create_server(self._protocol, self.host, self._requested_port)
+        self._server = await asyncio.get_running_loop().create_server(
+            self._protocol, self.host, self._requested_port, ssl=self.tls_context if self.implicit_tls else None)
         self.port = int(self._server.sockets[0].getsockname()[1])
 
     async def start_async(self) -> SmtpSink:

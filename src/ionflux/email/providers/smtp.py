@@ -41,7 +41,7 @@ class SmtpPool:
         s = self.settings
         client = aiosmtplib.SMTP(
             hostname=s.host, port=s.port, username=self.username, password=self.password, use_tls=s.use_tls,
-            start_tls=s.start_tls, validate_certs=s.validate_certs, timeout=s.timeout,
+            start_tls=s.start_tls, validate_certs=s.validate_certs, cert_bundle=s.cert_bundle, timeout=s.timeout,
             local_hostname=s.local_hostname,
         )
         await client.connect()
@@ -104,6 +104,8 @@ class SmtpProvider:
                 if attempt == 2 or isinstance(exc, aiosmtplib.SMTPConnectError):
                     return ProviderFailure("unavailable", f"the SMTP server could not be reached: "
                                                           f"{type(exc).__name__}")
+            except aiosmtplib.SMTPException as exc:  # the session could not be set up (e.g. no STARTTLS offered)
+                return ProviderFailure("unavailable", f"the SMTP session could not be opened: {exc}")
         raise AssertionError("unreachable")
 
     async def _transaction(self, client: aiosmtplib.SMTP, message: OutboundMessage) -> Outcome:
