@@ -17,23 +17,24 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ionflux.core.auth import WorkspaceId
 from ionflux.core.errors import InvalidRequest, IonfluxError
 from ionflux.core.observability import request_id_var
-from ionflux.llm.api import json_response
+from ionflux.llm.api import json_response, validation_error
 from ionflux.llm.gateway import CallContext
 from ionflux.llm.media import AUDIO_EXTENSIONS
 from ionflux.llm.service import LLMOrchestrator
 from ionflux.llm.types import Audio, ChatCall, Image, Message, StreamDelta, TranscriptionCall, Usage
 
 MAX_AUDIO_BYTES = 25 * 1024 * 1024
+M = TypeVar("M", bound=BaseModel)
 _UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "logprobs", "audio", "prediction")
 
 
@@ -97,6 +98,14 @@ def _b64(vector: list[float]) -> str:
     return base64.b64encode(packed.tobytes()).decode()
 
 
+def parse(model: type[M], raw: bytes) -> M:
+    """One pass of pydantic-core over the raw body (cheaper than FastAPI's parse-then-validate)."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
 def build_openai_router(llm: LLMOrchestrator) -> APIRouter:
     router = APIRouter(tags=["openai-compatible"])
 
@@ -138,7 +147,8 @@ def build_openai_router(llm: LLMOrchestrator) -> APIRouter:
                         top_p=body.top_p, stop=tuple(stop), user=body.user)
 
     @router.post("/v1/chat/completions")
-    async def chat_completions(body: ChatCompletionIn, workspace_id: WorkspaceId) -> Response:
+    async def chat_completions(request: Request, workspace_id: WorkspaceId) -> Response:
+        body = parse(ChatCompletionIn, await request.body())
         chain = llm.chain_for(body.model)
         call = await to_call(body)
         ctx = _context(workspace_id, "text_generation", body.user)
@@ -157,7 +167,8 @@ def build_openai_router(llm: LLMOrchestrator) -> APIRouter:
         })
 
     @router.post("/v1/embeddings")
-    async def embeddings(body: EmbeddingsIn, workspace_id: WorkspaceId) -> Response:
+    async def embeddings(request: Request, workspace_id: WorkspaceId) -> Response:
+        body = parse(EmbeddingsIn, await request.body())
         texts = [body.input] if isinstance(body.input, str) else body.input
         if not texts or not all(isinstance(t, str) and t for t in texts):
             raise InvalidRequest("input: a non-empty string or a list of non-empty strings (token arrays are not "
