@@ -5,11 +5,20 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from weakref import WeakKeyDictionary
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 
 class MemoryMetrics:
+    @classmethod
+    def for_registry(cls, registry: CollectorRegistry) -> MemoryMetrics:
+        """One set per registry: a registry refuses the same metric twice (several services in tests)."""
+        metrics = _BY_REGISTRY.get(registry)
+        if metrics is None:
+            metrics = _BY_REGISTRY[registry] = cls(registry)
+        return metrics
+
     def __init__(self, registry: CollectorRegistry) -> None:
         self.latency = Histogram("ionflux_memory_operation_seconds", "Vector memory operation latency",
                                  ["backend", "operation"], registry=registry,
@@ -24,3 +33,6 @@ class MemoryMetrics:
             yield
         finally:
             self.latency.labels(backend, operation).observe(time.perf_counter() - started)
+
+
+_BY_REGISTRY: WeakKeyDictionary[CollectorRegistry, MemoryMetrics] = WeakKeyDictionary()

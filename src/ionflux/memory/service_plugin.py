@@ -30,7 +30,7 @@ class MemoryService(Service):
         self.settings = settings or MemorySettings()
         self.backend = backend or build_backend(platform, self.settings)
         self.store = MemoryStore(platform, self.backend, default_dimension=self.settings.default_dimension,
-                                 metrics=MemoryMetrics(platform.metrics.registry))
+                                 metrics=MemoryMetrics.for_registry(platform.metrics.registry))
 
     def for_workspace(self, workspace_id: str) -> WorkspaceMemory:
         return self.store.for_workspace(workspace_id)
