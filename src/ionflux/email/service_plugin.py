@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import secrets
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
@@ -16,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ionflux.core.errors import Conflict, NotFound
-from ionflux.core.models import PLATFORM_WORKSPACE, Connection
+from ionflux.core.models import PLATFORM_WORKSPACE, Connection, utcnow
 from ionflux.core.platform import Platform
 from ionflux.core.service import Service
 from ionflux.core.webhooks.base import WebhookProvider
@@ -48,17 +50,20 @@ class EmailPlugin(Service):
     name = "email"
 
     def __init__(self, platform: Platform, *, settings: EmailSettings | None = None,
-                 providers: dict[str, EmailProvider] | None = None, sns_fetcher: Fetcher = https_fetcher) -> None:
+                 providers: dict[str, EmailProvider] | None = None, sns_fetcher: Fetcher = https_fetcher,
+                 clock: Callable[[], datetime] = utcnow) -> None:
         super().__init__(platform)
         self.sns_fetcher = sns_fetcher  # fetches SNS signing certificates and SubscribeURLs (tests inject one)
         self.settings = settings or EmailSettings()
         self.providers = providers if providers is not None else default_providers(platform)
-        self.dispatcher = Dispatcher(platform, self.settings, self.providers, on_send=self._routable)
-        self.worker = EmailWorker(platform.db, self.dispatcher, poll_seconds=self.settings.worker_poll_seconds)
+        self.dispatcher = Dispatcher(platform, self.settings, self.providers, on_send=self._routable, clock=clock)
+        self.worker = EmailWorker(platform.db, self.dispatcher, poll_seconds=self.settings.worker_poll_seconds,
+                                  clock=clock)
         self._links: UnsubscribeLinks | None = None
         self.ses_topic_arn = SesSettings().topic_arn
         self._connected: set[tuple[str, str]] = set()
-        self.service = EmailService(platform, self.settings, self.dispatcher, self.links, wake=self.worker.wake)
+        self.service = EmailService(platform, self.settings, self.dispatcher, self.links, wake=self.worker.wake,
+                                    clock=clock)
         self.events = ProviderEvents(platform.db, self.links)
         platform.bus.subscribe("email.sendgrid-events", ["platform.sendgrid.events.email_events.received"],
                                self.events.on_sendgrid)
