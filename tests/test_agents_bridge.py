@@ -143,8 +143,8 @@ async def test_configuration_lifecycle_and_namespace(
 
 async def test_namespace_template_errors_name_the_template(agents_client: Client, workspace: WorkspaceHandle) -> None:
     client, _ = agents_client
-    for template, field in (("x_{{shop_id}}", "memory.namespace_template"), ("brand_{{brand_id}}", "memory.namespace_template"),
-                            ("UPPER CASE {{instance_id}}", "memory.namespace_template")):
+    field = "memory.namespace_template"
+    for template in ("x_{{shop_id}}", "brand_{{brand_id}}", "UPPER CASE {{instance_id}}"):
         doc = ECHO_YAML.replace('"echo_{{instance_id}}"', repr(template))
         assert (await client.put("/v1/agents/definitions/echo", content=doc,
                                  headers={**workspace.headers, **YAML})).status_code in (200, 201)

@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -206,27 +207,16 @@ def sandbox(
 
 @app.command()
 def demo(
-    port: Annotated[int, typer.Option(help="Port to bind")] = 8080,
+    port: Annotated[int, typer.Option(help="Port IONFLUX listens on")] = 8080,
+    once: Annotated[bool, typer.Option("--once", help="Exit after the summary instead of serving on")] = False,
+    data_dir: Annotated[Path | None, typer.Option(help="Where the demo keeps its data (default: a new temp dir)")]
+    = None,
+    summary_json: Annotated[Path | None, typer.Option(help="Also write the summary as JSON to this file")] = None,
 ) -> None:
-    """Create a fresh workspace, print how to call it, and serve."""
-    settings = _settings()
-    _prepare(settings)
-    ws_id, token = asyncio.run(_create_workspace(settings, "demo"))
-    base = f"http://127.0.0.1:{port}"
-    sys.stderr.write(
-        "\nIONFLUX is starting with a fresh workspace.\n"
-        f"  workspace_id: {ws_id}\n  token:        {token}\n\n"
-        "Try:\n"
-        f"  curl {base}/healthz\n"
-        f"  curl -H 'Authorization: Bearer {token}' -X PUT {base}/v1/credentials/openai "
-        "-H 'content-type: application/json' -d '{\"secrets\": {\"api_key\": \"sk-demo-0000\"}}'\n"
-        f"  curl -H 'Authorization: Bearer {token}' -X POST {base}/v1/events "
-        "-H 'content-type: application/json' "
-        "-d '{\"type\": \"platform.demo.events.greetings.created\", \"data\": {\"hello\": \"world\"}}'\n"
-        f"  curl -H 'Authorization: Bearer {token}' {base}/v1/events\n"
-        f"  open {base}/docs\n\n"
-    )
-    serve(host="127.0.0.1", port=port, only="", worker=True)
+    """The whole flow on loopback: simulators, OAuth, backfill, agents, a webhook burst, and a summary."""
+    from ionflux.demo import run_demo
+
+    run_demo(port=port, once=once, data_dir=data_dir, summary_json=summary_json)
 
 
 def main() -> None:

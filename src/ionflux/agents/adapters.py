@@ -15,7 +15,7 @@ from ionflux.agents.context import Unavailable
 from ionflux.agents.definitions import AgentDefinition
 from ionflux.agents.loopback import Loopback
 from ionflux.agents.models import AgentConfigurationRow
-from ionflux.agents.ports import MemoryItem, MemoryMatch, NoConsent, SentMessage
+from ionflux.agents.ports import MemoryItem, MemoryMatch, NoConsent, SentMessage, address
 from ionflux.client.services import CONSENT_REASONS, HttpLLM, HttpShopify
 from ionflux.core.errors import Forbidden
 
@@ -37,7 +37,7 @@ class ServiceEmail:
         from ionflux.email.schemas import SendRequest
 
         request = SendRequest.model_validate({
-            "from": sender, "to": [to], "subject": subject, "text": text, "html": html, "tags": list(tags),
+            "from": address(sender), "to": [to], "subject": subject, "text": text, "html": html, "tags": list(tags),
             "idempotency_key": idempotency_key})
         result = await self._email.send(self._ws, request)
         return SentMessage(message_id=result.message_id, status="refused" if result.refused else result.status)

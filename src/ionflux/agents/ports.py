@@ -39,7 +39,8 @@ class SentMessage:
 
 
 class EmailPort(Protocol):
-    """Sends through the EmailService (tracking: its status events, `platform.email.events.messages.*`)."""
+    """Sends through the EmailService (tracking: its status events, `platform.email.events.messages.*`).
+    `sender` is an address, or "Display Name <address>"."""
 
     async def send(
         self, *, sender: str, to: str, subject: str, text: str, html: str | None = None, tags: Sequence[str] = (),
@@ -150,3 +151,11 @@ class StatePort(Protocol):
     def delete(self, key: str) -> None: ...
 
     async def items(self, prefix: str = "") -> list[tuple[str, dict[str, Any]]]: ...
+
+
+def address(sender: str) -> dict[str, str]:
+    """"Acme <hi@acme.example>" -> {"email": "hi@acme.example", "name": "Acme"} (the EmailService's form)."""
+    from email.utils import parseaddr
+
+    name, email = parseaddr(sender)
+    return {"email": email or sender, **({"name": name} if name else {})}

@@ -39,11 +39,11 @@ class IonfluxClient:
     """Talks to a running IONFLUX as one workspace. `async with IonfluxClient(url, token) as ionflux: ...`"""
 
     def __init__(self, base_url: str, token: str | None, *, timeout: float = 60.0,
-                 transport: httpx.AsyncBaseTransport | None = None, headers: dict[str, str] | None = None) -> None:
-        auth = {"Authorization": f"Bearer {token}"} if token else {}
+                 transport: httpx.AsyncBaseTransport | None = None, auth: httpx.Auth | None = None) -> None:
+        bearer = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), timeout=timeout, transport=transport,
-            headers={**auth, "User-Agent": "ionflux-client", **(headers or {})},
+            base_url=base_url.rstrip("/"), timeout=timeout, transport=transport, auth=auth,
+            headers={**bearer, "User-Agent": "ionflux-client"},
         )
         from ionflux.client.agents import AgentsApi
         from ionflux.client.services import EventsApi
@@ -68,6 +68,13 @@ class IonfluxClient:
             params={k: v for k, v in (params or {}).items() if v is not None})
         raise_for_error(response)
         return None if response.status_code == 204 or not response.content else response.json()
+
+    async def raw(self, method: str, path: str, *, params: dict[str, Any] | None = None) -> httpx.Response:
+        """The response itself (redirects not followed), for flows such as OAuth; errors still raise."""
+        response = await self._http.request(method, path, params=params, follow_redirects=False)
+        if response.status_code >= 400:
+            raise_for_error(response)
+        return response
 
     async def workspace_id(self) -> str:
         return str((await self.request("GET", "/v1/workspace"))["id"])

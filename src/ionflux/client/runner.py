@@ -14,7 +14,7 @@ from typing import Any
 from ionflux.agents.context import AgentContext, AgentImplementation, Trigger, Unavailable
 from ionflux.agents.definitions import parse_definition
 from ionflux.client.http import IonfluxClient
-from ionflux.client.services import HttpEmail, HttpEvents, HttpLLM, HttpShopify, HttpState, HttpWhatsApp
+from ionflux.client.services import HttpEmail, HttpEvents, HttpLLM, HttpMemory, HttpShopify, HttpState, HttpWhatsApp
 from ionflux.core.models import new_id
 
 
@@ -27,7 +27,8 @@ async def agent_context(client: IonfluxClient, configuration_id: str, *, run_id:
         workspace_id=await client.workspace_id(), configuration_id=configuration_id, run_id=run_id or new_id(),
         definition=definition, config=dict(cfg["effective_config"]),
         llm=HttpLLM(client, definition.default_model), email=HttpEmail(client), whatsapp=HttpWhatsApp(client),
-        memory=Unavailable("memory (over HTTP)"),
+        memory=HttpMemory(client, cfg["external_memory_namespace"]) if cfg.get("external_memory_namespace")
+        else Unavailable("memory (this definition declares none)"),
         shopify=HttpShopify(client, shopify_connection_id), events=HttpEvents(client),
         state=HttpState(client, configuration_id),
     )

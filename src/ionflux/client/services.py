@@ -4,13 +4,22 @@ reads (`/v1/shopify/connections/...`) and the configuration's state."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ionflux.agents.orders import order_from_record
-from ionflux.agents.ports import Completion, NoConsent, Order, SentMessage, ShopInfo
+from ionflux.agents.ports import (
+    Completion,
+    MemoryItem,
+    MemoryMatch,
+    NoConsent,
+    Order,
+    SentMessage,
+    ShopInfo,
+    address,
+)
 from ionflux.core.errors import Forbidden, InvalidRequest, NotFound
 
 if TYPE_CHECKING:
@@ -82,7 +91,8 @@ class HttpEmail:
 
     async def send(self, *, sender: str, to: str, subject: str, text: str, html: str | None = None,
                    tags: Sequence[str] = (), idempotency_key: str | None = None) -> SentMessage:
-        body: dict[str, Any] = {"from": sender, "to": [to], "subject": subject, "text": text, "tags": list(tags)}
+        body: dict[str, Any] = {"from": address(sender), "to": [to], "subject": subject, "text": text,
+                                "tags": list(tags)}
         if html is not None:
             body["html"] = html
         if idempotency_key is not None:
@@ -150,6 +160,54 @@ class HttpShopify:
             out.extend(order_from_record(o) for o in page["orders"])
             offset = page.get("next_offset")
         return out
+
+
+class HttpMemory:
+    """One namespace of the workspace's vector memory (`/v1/memory/namespaces/{ns}/...`), created on first use."""
+
+    def __init__(self, client: IonfluxClient, namespace: str) -> None:
+        self._c = client
+        self._namespace = namespace
+        self._ready = False
+
+    @property
+    def namespace(self) -> str:
+        return self._namespace
+
+    def _path(self, action: str) -> str:
+        return f"/v1/memory/namespaces/{quote(self._namespace)}/{action}"
+
+    async def _ensure(self) -> None:
+        if not self._ready:
+            await self._c.request("POST", "/v1/memory/namespaces", json={"name": self._namespace})
+            self._ready = True
+
+    async def upsert(self, items: Sequence[MemoryItem]) -> None:
+        await self._ensure()
+        vectors = [{"id": i.id, "text": i.text, "values": list(i.values) if i.values is not None else None,
+                    "metadata": dict(i.metadata)} for i in items]
+        await self._c.request("PUT", self._path("vectors"),
+                              json={"vectors": [{k: v for k, v in x.items() if v is not None} for x in vectors]})
+
+    async def query(self, *, text: str | None = None, vector: Sequence[float] | None = None, top_k: int = 5,
+                    filter: Mapping[str, Any] | None = None) -> list[MemoryMatch]:
+        await self._ensure()
+        body: dict[str, Any] = {"top_k": top_k, "include_metadata": True}
+        if text is not None:
+            body["text"] = text
+        if vector is not None:
+            body["vector"] = list(vector)
+        if filter:
+            body["filter"] = dict(filter)
+        answer = await self._c.request("POST", self._path("query"), json=body)
+        return [MemoryMatch(id=str(m["id"]), score=float(m["score"]), metadata=dict(m.get("metadata") or {}))
+                for m in answer["matches"]]
+
+    async def fetch(self, ids: Sequence[str]) -> dict[str, MemoryMatch]:
+        await self._ensure()
+        answer = await self._c.request("POST", self._path("fetch"), json={"ids": list(ids)})
+        return {str(v["id"]): MemoryMatch(id=str(v["id"]), score=1.0, metadata=dict(v.get("metadata") or {}))
+                for v in answer["vectors"]}
 
 
 class HttpEvents:
