@@ -89,7 +89,8 @@ async def bench(args: argparse.Namespace, sim_url: str, data_dir: Path) -> dict[
     from ionflux.messaging.models import WaConsent
     from ionflux.services import services_running
 
-    settings = Settings(data_dir=data_dir, master_key_source="file", relay_poll_seconds=0.2)
+    settings = Settings(data_dir=data_dir, master_key_source="file", relay_poll_seconds=0.2,
+                        database_url=args.database_url)
     Database(settings.effective_database_url).upgrade()
     platform = Platform.from_settings(settings)
     await platform.start()
@@ -119,7 +120,8 @@ async def bench(args: argparse.Namespace, sim_url: str, data_dir: Path) -> dict[
     finally:
         await platform.stop()
     bound = args.messages / args.rate
-    return {"via": args.via, "messages": args.messages, "rate_limit": args.rate, "bound_s": round(bound, 2),
+    return {"via": args.via, "database": settings.effective_database_url.split(":")[0],
+            "messages": args.messages, "rate_limit": args.rate, "bound_s": round(bound, 2),
             "elapsed_s": round(elapsed, 2), "ratio": round(elapsed / bound, 4), "target_ratio": 1.05,
             "achieved_msgs_per_s": round(args.messages / elapsed, 2),
             "accepted": codes.count(201), "other_answers": len(codes) - codes.count(201),
@@ -137,6 +139,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight from the caller")
     parser.add_argument("--via", choices=["service", "api"], default="service",
                         help="the in-process service interface (what agents call), or POST /v1/whatsapp/messages")
+    parser.add_argument("--database-url", default="",
+                        help="an empty postgresql+asyncpg:// database to use instead of a temporary SQLite file")
     parser.add_argument("--simulator", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.simulator:

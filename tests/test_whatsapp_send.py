@@ -81,8 +81,12 @@ async def test_interactive_and_reply_with_context_in_the_window(wa_env: WaEnv) -
 
 
 @pytest.mark.parametrize("wa_env", [{"own_token": True}], indirect=True)
-async def test_the_workspaces_own_number_token_is_used_instead_of_the_platforms(wa_env: WaEnv) -> None:
+async def test_the_workspaces_own_number_token_is_used_instead_of_the_platforms(
+        wa_env: WaEnv, caplog: pytest.LogCaptureFixture) -> None:
     await wa_env.opt_in()
+    refused = await wa_env.send(to=USER, type="template", template={"name": "nope", "language": {"code": "en_US"}})
+    assert refused.status_code == 400 and NUMBER_TOKEN not in refused.text
+    assert NUMBER_TOKEN not in caplog.text and PLATFORM_TOKEN not in caplog.text  # logged, never with the token
     response = await wa_env.send(to=USER, type="template", template=ORDER_TEMPLATE)
     assert response.status_code == 201, response.text
     assert wa_env.sim.sent[response.json()["wamid"]].token == NUMBER_TOKEN
