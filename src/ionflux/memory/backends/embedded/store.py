@@ -74,13 +74,14 @@ class EmbeddedStore:
                  "deleted": False}
                 for item in items
             ]
-            stmt = self._insert().values(values)
+            stmt = self._insert()
             stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
                 index_elements=["namespace", "vid"],
                 set_={"vec": stmt.excluded.vec, "meta": stmt.excluded.meta,  # type: ignore[attr-defined]
                       "seq": stmt.excluded.seq, "deleted": False},  # type: ignore[attr-defined]
             ).returning(MemoryVector.__table__.c.label, MemoryVector.__table__.c.vid)
-            result = await s.execute(stmt)
+            # executemany: SQLAlchemy batches it into multi-row INSERT ... RETURNING ("insertmanyvalues")
+            result = await s.execute(stmt, values)
             labels = {str(r[1]): int(r[0]) for r in result.all()}
         return version, labels
 
@@ -110,7 +111,8 @@ class EmbeddedStore:
             await s.execute(delete(MemoryVector).where(MemoryVector.namespace == ns.physical))
 
     def _insert(self) -> Insert:
-        stmt: Insert = sqlite.insert(MemoryVector) if self.db.is_sqlite else postgresql.insert(MemoryVector)
+        table = MemoryVector.__table__
+        stmt: Insert = sqlite.insert(table) if self.db.is_sqlite else postgresql.insert(table)  # type: ignore[arg-type]
         return stmt
 
     @staticmethod
