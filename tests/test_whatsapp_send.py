@@ -140,3 +140,17 @@ async def test_without_any_token_the_send_is_refused_and_nothing_is_left_pending
     assert wa_env.sim.stats.sent == 0
     async with wa_env.platform.db.tenant(wa_env.workspace_id) as session:
         assert (await session.scalars(select(WaMessage))).all() == []
+
+
+@pytest.mark.parametrize("wa_env", [{"connect": False, "env": {"PLATFORM_WABA_IDS": '["102290129340398"]'}}],
+                         indirect=True)
+async def test_a_number_off_the_platforms_waba_must_bring_its_token(wa_env: WaEnv) -> None:
+    number = {"phone_number_id": "106540352240001", "waba_id": "999888777", "display_phone_number": "15550007777"}
+    refused = await wa_env.client.post("/v1/whatsapp/numbers", json=number, headers=wa_env.headers)
+    assert refused.status_code == 400 and refused.json()["error"]["field"] == "access_token"
+    ok = await wa_env.client.post("/v1/whatsapp/numbers", json={**number, "access_token": NUMBER_TOKEN},
+                                  headers=wa_env.headers)
+    assert ok.status_code == 201 and ok.json()["token_source"] == "workspace"
+    on_platform = await wa_env.client.post("/v1/whatsapp/numbers", headers=wa_env.headers, json={
+        "phone_number_id": PHONE_ID, "waba_id": "102290129340398", "display_phone_number": "15550001111"})
+    assert on_platform.status_code == 201 and on_platform.json()["token_source"] == "platform"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,8 +53,10 @@ def _number(row: Connection) -> Number:
 
 
 class NumberDirectory:
-    def __init__(self, platform: Platform, *, cache_seconds: float = 5.0) -> None:
+    def __init__(self, platform: Platform, *, cache_seconds: float = 5.0,
+                 platform_wabas: Iterable[str] = ()) -> None:
         self.platform = platform
+        self.platform_wabas = frozenset(platform_wabas)
         self.cache_seconds = cache_seconds  # a send looks its number up; numbers change rarely
         self._cache: dict[str, tuple[float, list[Number]]] = {}
 
@@ -62,6 +65,9 @@ class NumberDirectory:
         for name in ("phone_number_id", "waba_id"):
             if not GRAPH_ID.match(getattr(given, name)):
                 raise InvalidRequest(f"{name} must be Meta's numeric id", field=name)
+        if not given.access_token and self.platform_wabas and given.waba_id not in self.platform_wabas:
+            raise InvalidRequest("this number is not on the platform's WhatsApp Business Account: give its "
+                                 "access_token", field="access_token")
         credential = f"number-{given.phone_number_id}" if given.access_token else "default"
         meta = {"kind": "number", "waba_id": given.waba_id, "display_phone_number": given.display_phone_number,
                 "messages_per_second": given.messages_per_second}

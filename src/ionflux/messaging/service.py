@@ -67,7 +67,7 @@ class WhatsAppService:
         self.platform = platform
         self.settings = settings
         self.cloud = cloud
-        self.numbers = NumberDirectory(platform)
+        self.numbers = NumberDirectory(platform, platform_wabas=settings.platform_waba_ids)
         self.clock = clock  # injectable: the 24-hour window is checked against it
 
     @property

@@ -27,5 +27,8 @@ class WhatsAppSettings(BaseSettings):
     window_hours: float = Field(default=24.0, gt=0, description="customer-service window")
     send_timeout_seconds: float = Field(default=30.0, gt=0, description="one send, pacing and retries included")
     rate_limit_retries: int = Field(default=5, ge=0, description="retries of a send refused with 130429/131056")
+    platform_waba_ids: list[str] = Field(default_factory=list, description=(
+        "the platform's own WhatsApp Business Accounts: a number on one of them may use the system-user token; "
+        "a number elsewhere must bring its access_token (empty: not checked)"))
     stop_keywords: list[str] = Field(default_factory=lambda: list(DEFAULT_STOP))
     start_keywords: list[str] = Field(default_factory=lambda: list(DEFAULT_START))
