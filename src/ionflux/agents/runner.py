@@ -5,6 +5,9 @@ Any number of processes may run a `RunExecutor` on one database: a configuration
 compare-and-set UPDATE, so its runs execute one after another, in one process, in trigger order.
 Finding due work crosses workspaces, so that one query uses a system session (like the outbox relay);
 everything a run reads or writes goes through its workspace's tenant session.
+Written here rather than on a task queue (Celery, arq, Dramatiq): runs must live in the platform's own
+database, under its tenancy, in the same transactions as the events that trigger them and the state and
+events they produce, with no broker to add to the embedded deployment.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 (configuration, "cron:<schedule>:<slot>") and the insert that loses the race does nothing.
 
 Missed slots (the platform was down) coalesce into the latest one: no catch-up storm after an outage.
+Cron expressions are read by `croniter` (time zones and DST included); the loop is ours rather than
+APScheduler's because its job stores cannot make a slot unique across processes on our tenant tables.
 """
 
 from __future__ import annotations

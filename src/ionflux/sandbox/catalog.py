@@ -41,6 +41,18 @@ def oauth_demo_app() -> ASGIApp:
     return simulator.app
 
 
+def openai_demo_app() -> ASGIApp:
+    from ionflux.sandbox.openai import OpenAISimulator
+
+    return OpenAISimulator().app
+
+
+def anthropic_demo_app() -> ASGIApp:
+    from ionflux.sandbox.anthropic import AnthropicSimulator
+
+    return AnthropicSimulator().app
+
+
 SIMULATORS: dict[str, SimulatorEntry] = {
     entry.name: entry
     for entry in (
@@ -50,5 +62,9 @@ SIMULATORS: dict[str, SimulatorEntry] = {
                        "Shopify (OAuth, GraphQL + REST Admin, webhooks): IONFLUX_SHOPIFY_BASE_URL=<url>/shops/{shop}"),
         SimulatorEntry("whatsapp", "ionflux.sandbox.whatsapp:demo_app",
                        "WhatsApp Cloud API (messages, templates, signed webhooks)", ("IONFLUX_WHATSAPP_BASE_URL",)),
+        SimulatorEntry("openai", "ionflux.sandbox.catalog:openai_demo_app",
+                       "OpenAI (chat, streams, embeddings, transcriptions): IONFLUX_OPENAI_BASE_URL=<url>/v1"),
+        SimulatorEntry("anthropic", "ionflux.sandbox.catalog:anthropic_demo_app",
+                       "Anthropic Messages API (with streams)", ("IONFLUX_ANTHROPIC_BASE_URL",)),
     )
 }
