@@ -3,6 +3,7 @@ Pinecone refuses, and our Pinecone backend maps its failures to our error codes.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import httpx
@@ -12,8 +13,8 @@ from pinecone import AsyncIndex
 from pinecone.errors.exceptions import ApiError, UnauthorizedError
 
 from ionflux.core.errors import InvalidRequest, ProviderApiError, ProviderUnavailable
-from ionflux.memory.backends.base import NamespaceRef, Upsert
-from ionflux.memory.backends.pinecone import PineconeBackend, _chunks
+from ionflux.memory.backends.base import NamespaceRef, Upsert, as_floats
+from ionflux.memory.backends.pinecone import MAX_REQUEST_BYTES, PineconeBackend, _chunks
 from ionflux.sandbox.faults import Fault
 from ionflux.sandbox.pinecone import PineconeIndexSimulator
 from ionflux.sandbox.server import SimulatorServer
@@ -122,7 +123,12 @@ async def test_the_backend_maps_pinecone_failures(sim: tuple[PineconeIndexSimula
 
 
 def test_upserts_are_split_under_pinecones_request_caps() -> None:
-    wide = [Upsert(f"v{i}", np.zeros(1536, dtype=np.float32), {"text": "x" * 2000}) for i in range(1000)]
-    chunks = _chunks(wide)
-    assert sum(len(c) for c in chunks) == 1000 and len(chunks) > 10
-    assert all(len(c) <= 1000 for c in chunks)
+    rng = np.random.default_rng(0)
+    for dim, text in ((1536, "x" * 2000), (384, ""), (4, "")):
+        items = [Upsert(f"v{i}", -rng.random(dim, dtype=np.float32) / 7, {"text": text}) for i in range(1000)]
+        chunks = _chunks(items)
+        assert [u.id for c in chunks for u in c] == [u.id for u in items]
+        for chunk in chunks:
+            body = {"vectors": [{"id": u.id, "values": as_floats(u.values), "metadata": u.metadata} for u in chunk],
+                    "namespace": "ns_" + "0" * 32}
+            assert len(chunk) <= 1000 and len(json.dumps(body).encode()) <= MAX_REQUEST_BYTES

@@ -156,7 +156,8 @@ def _chunks(items: Sequence[Upsert]) -> list[list[Upsert]]:
     chunks: list[list[Upsert]] = [[]]
     size = 0
     for item in items:
-        estimate = 64 + len(item.id) + 14 * len(item.values) + len(json.dumps(item.metadata))
+        # a float32 sent as a Python float prints up to ~22 characters ("-0.012345678918063641, ")
+        estimate = 64 + len(item.id) + 22 * len(item.values) + len(json.dumps(item.metadata))
         if chunks[-1] and (size + estimate > MAX_REQUEST_BYTES * 0.9 or len(chunks[-1]) >= MAX_PER_REQUEST):
             chunks.append([])
             size = 0
