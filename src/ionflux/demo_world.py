@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import secrets
 from collections.abc import Iterator, Mapping
@@ -83,6 +84,7 @@ class DemoWorld:
             "IONFLUX_SHOPIFY_CLIENT_ID": DEMO_CLIENT_ID, "IONFLUX_SHOPIFY_CLIENT_SECRET": DEMO_CLIENT_SECRET,
             "IONFLUX_WHATSAPP_BASE_URL": whatsapp_server.base_url, "IONFLUX_WHATSAPP_APP_SECRET": app_secret,
             "IONFLUX_WHATSAPP_VERIFY_TOKEN": secrets.token_hex(8), "IONFLUX_WHATSAPP_ACCESS_TOKEN": system_token,
+            "IONFLUX_WHATSAPP_PLATFORM_WABA_IDS": json.dumps([DEMO_WABA_ID]),
             "IONFLUX_OPENAI_BASE_URL": f"{self.openai_server.base_url}/v1",
             "IONFLUX_OPENAI_API_KEY": "sk-demo-" + secrets.token_hex(8),
             "IONFLUX_EMAIL_PROVIDER": "smtp", "IONFLUX_EMAIL_PUBLIC_URL": self.ionflux_url,
