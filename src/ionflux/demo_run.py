@@ -21,6 +21,8 @@ from ionflux.demo import BURST, FOLLOWUP_SECONDS, DemoSummary, wait_for
 from ionflux.demo_watch import AGENT_NAMES, EventWatcher
 from ionflux.demo_world import ALERT_TEMPLATE, FOLLOWUP_TEMPLATE, OWNER_PHONE, SHOP, DemoWorld
 
+LOCAL_TEXT_MODEL = "local:smollm2-135m-instruct"  # used when llama-cpp-python and a GGUF model are installed
+
 
 class DemoRun:
     def __init__(self, world: DemoWorld, out: Console) -> None:
@@ -167,9 +169,12 @@ class DemoRun:
             "threshold": 100, "channel": "whatsapp", "recipient": OWNER_PHONE,
             "whatsapp_template": ALERT_TEMPLATE}, name="Big-order alerts"))["id"]
         self.configs["revenue_tracker_lite"] = (await agents.configure("revenue_tracker_lite", {"days": 7}))["id"]
-        wizard = await agents.configure("email_wizard", {
+        wizard_config: dict[str, Any] = {
             "sender": "Acme Outfitters <hello@acme.example>", "min_order_value": 120,
-            "followup_after_hours": FOLLOWUP_SECONDS / 3600, "whatsapp_template": FOLLOWUP_TEMPLATE})
+            "followup_after_hours": FOLLOWUP_SECONDS / 3600, "whatsapp_template": FOLLOWUP_TEMPLATE}
+        if self.world.local_text_model:
+            wizard_config["model"] = LOCAL_TEXT_MODEL
+        wizard = await agents.configure("email_wizard", wizard_config)
         self.configs["email_wizard"] = wizard["id"]
         namespace = wizard["external_memory_namespace"]
         await self._seed_memory(namespace)
@@ -290,7 +295,8 @@ class DemoRun:
         s.llm_tokens = sum(int(g["total_tokens"]) for g in generation)
         s.embedding_calls = sum(int(g["requests"]) for g in usage["groups"] if str(g["model"]).startswith("local:"))
         s.models = {
-            "text_generation": "local model" if self.world.local_text_model else "OpenAI simulator (openai:gpt-4o)",
+            "text_generation": f"{LOCAL_TEXT_MODEL} (llama.cpp)" if self.world.local_text_model
+            else "OpenAI simulator (openai:gpt-4o; no local text model installed)",
             "embeddings": "local all-MiniLM-L6-v2" if self.world.local_embeddings else "none installed",
         }
         s.simulators = {

@@ -49,7 +49,8 @@ class EmailWizard:
 
         buyers, voice, memory = await self._recall(ctx, order)
         completion = await ctx.llm.generate(_prompt(order, buyers, voice), system_prompt=SYSTEM,
-                                            max_tokens=int(ctx.config["max_tokens"]), temperature=0.7)
+                                            model=ctx.config.get("model"), max_tokens=int(ctx.config["max_tokens"]),
+                                            temperature=0.7)
         subject, body = _split_draft(completion.text, order)
         sent = await ctx.email.send(sender=ctx.config["sender"], to=email, subject=subject, text=body,
                                     tags=["email_wizard", "followup"],
