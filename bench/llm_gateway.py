@@ -134,6 +134,8 @@ def main() -> None:
     parser.add_argument("--clients", default="1,50,200")
     parser.add_argument("--requests", type=int, default=2000, help="per run (x5 at concurrency >= 50)")
     parser.add_argument("--log-level", default="WARNING", help="IONFLUX_LOG_LEVEL of the gateway under test")
+    parser.add_argument("--serve-script", default="", help="run this Python file instead of `-m ionflux.cli` "
+                        "(same arguments), to measure a variant of the server")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="llm-bench-"))
     procs: list[subprocess.Popen[bytes]] = []
@@ -151,8 +153,8 @@ def main() -> None:
                                  env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout
         token = next(line.split()[-1] for line in created.splitlines() if line.startswith("token:"))
         port = free_port()
-        procs.append(ifx := start([sys.executable, "-m", "ionflux.cli", "serve", "--only", "llm", "--port", str(port)],
-                                  env))
+        entry = [args.serve_script] if args.serve_script else ["-m", "ionflux.cli"]
+        procs.append(ifx := start([sys.executable, *entry, "serve", "--only", "llm", "--port", str(port)], env))
         wait_up(f"http://127.0.0.1:{port}/healthz", ifx)
         targets.append(Target("ionflux", f"http://127.0.0.1:{port}/v1/chat/completions", token, ifx,
                               {**BODY, "model": "openai:gpt-4o"}))

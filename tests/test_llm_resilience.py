@@ -167,3 +167,25 @@ async def test_every_error_code_is_reachable(llm: LLMApp, sims: Sims, workspace,
     check(*await ask(llm, workspace, model="openai:gpt-4o"), "QUOTA_EXCEEDED")
     assert seen == {"INVALID_REQUEST": 400, "AUTH_FAILED": 403, "RATE_LIMITED": 429, "PROVIDER_UNAVAILABLE": 503,
                     "PROVIDER_API_ERROR": 502, "CONTENT_FILTERED": 422, "QUOTA_EXCEEDED": 429}
+
+
+async def test_a_stream_dropped_or_closed_early_still_settles(llm: LLMApp, sims: Sims, workspace) -> None:
+    from ionflux.llm.gateway import CallContext
+    from ionflux.llm.types import ChatCall, Message
+
+    orchestrator = llm.service.orchestrator
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}", "X-Ionflux-Workspace": workspace.id}
+    await llm.client.put("/v1/llm/limits", headers=admin, json={"budget_usd": 1.0})
+    call = ChatCall(model="", messages=(Message("user", "one two three"),), max_tokens=20)
+    ctx = CallContext(workspace.id, "req-drop", "text_generation")
+    ledger = await orchestrator.ledger.ledger(workspace.id)
+    relay, _ = await orchestrator.stream(ctx, orchestrator.chain_for("openai:gpt-4o"), call)
+    assert ledger.reserved > 0
+    del relay  # the response was never read (the client left at once)
+    assert ledger.reserved == 0
+    relay, _ = await orchestrator.stream(ctx, orchestrator.chain_for("openai:gpt-4o"), call)
+    assert (await anext(relay)).text
+    await relay.aclose()  # type: ignore[attr-defined]
+    assert ledger.reserved == 0 and ledger.spent > 0
+    rows = await usage_rows(llm, workspace)
+    assert [(r.status, r.error_code) for r in rows] == [("error", "CLIENT_CLOSED"), ("error", "CLIENT_CLOSED")]

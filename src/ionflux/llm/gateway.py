@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -99,8 +100,10 @@ class Gateway:
         admission = await self._admit(ctx, chain, capability, prompt_bound + max_completion)
         error: IonfluxError | None = None
         tried = 0
+        last = chain[0]
         for ref in self._capable(chain, capability):
             tried += 1
+            last = ref
             try:
                 attempt = await self._attempt(ctx, ref, prompt_bound, max_completion)
             except IonfluxError as exc:
@@ -123,7 +126,7 @@ class Gateway:
             return result, Answer(ref, tried)
         assert error is not None
         admission.settle(0)
-        self._failed(ctx, chain[min(tried, len(chain)) - 1], error, started, tried)
+        self._failed(ctx, last, error, started, tried)
         raise error
 
     # -- streams -------------------------------------------------------------------------------------
@@ -134,8 +137,10 @@ class Gateway:
         admission = await self._admit(ctx, chain, capability, prompt_bound + call.max_tokens)
         error: IonfluxError | None = None
         tried = 0
+        last = chain[0]
         for ref in self._capable(chain, capability):
             tried += 1
+            last = ref
             try:
                 attempt = await self._attempt(ctx, ref, prompt_bound, call.max_tokens)
             except IonfluxError as exc:
@@ -155,7 +160,10 @@ class Gateway:
                 await _close(deltas)
                 raise
             else:
-                relay = self._relay(ctx, attempt, admission, first, deltas, prompt_bound, started, tried)
+                settlement = _Settlement(self, ctx, attempt, admission, prompt_bound, started, tried)
+                relay = self._relay(settlement, first, deltas)
+                # A response dropped before its body was read (the client left at once) still settles.
+                weakref.finalize(relay, settlement.finish, "CLIENT_CLOSED")
                 return relay, Answer(ref, tried)
             attempt.hold.release()
             await _close(deltas)
@@ -164,21 +172,18 @@ class Gateway:
             self.metrics.fallbacks.labels(ref.name, error.code).inc()
         assert error is not None
         admission.settle(0)
-        self._failed(ctx, chain[min(tried, len(chain)) - 1], error, started, tried)
+        self._failed(ctx, last, error, started, tried)
         raise error
 
-    async def _relay(self, ctx: CallContext, attempt: Attempt, admission: Admission, first: StreamDelta,
-                     deltas: AsyncIterator[StreamDelta], prompt_bound: int, started: float,
-                     tried: int) -> AsyncIterator[StreamDelta]:
-        usage: Usage | None = None
-        pieces = 0
+    async def _relay(self, settlement: _Settlement, first: StreamDelta,
+                     deltas: AsyncIterator[StreamDelta]) -> AsyncIterator[StreamDelta]:
         failure: IonfluxError | None = None
         finished = False
         try:
             delta: StreamDelta | None = first
             while delta is not None:
-                pieces += 1 if delta.text else 0
-                usage = delta.usage or usage
+                settlement.pieces += 1 if delta.text else 0
+                settlement.usage = delta.usage or settlement.usage
                 yield delta
                 try:
                     delta = await anext(deltas)
@@ -190,17 +195,7 @@ class Gateway:
             raise
         finally:
             await _close(deltas)
-            # A stream cut short is still paid for: what the provider reported, else our bound on the
-            # prompt and one token per piece received.
-            used = usage or Usage(prompt_bound, pieces)
-            if finished:
-                self._settle(ctx, attempt, admission, used, started, tried)
-            else:
-                cost = self.prices.cost(attempt.ref, used)
-                attempt.hold.settle(cost)
-                admission.settle(used.total_tokens)
-                code = failure.code if failure else "CLIENT_CLOSED"
-                self._record(ctx, attempt.ref, "error", used, cost, started, tried, attempt.key_source, code)
+            settlement.finish(None if finished else failure.code if failure else "CLIENT_CLOSED")
 
     # -- steps ---------------------------------------------------------------------------------------
     async def _admit(self, ctx: CallContext, chain: list[ModelRef], capability: str, tokens: int) -> Admission:
@@ -262,10 +257,37 @@ class Gateway:
             m.tokens.labels(name, "completion").inc(usage.completion_tokens)
         if cost:
             m.cost.labels(name).inc(cost)
-        m.latency.labels(ctx.task).observe(elapsed)
+        m.latency.labels(ctx.task).observe(elapsed, exemplar={"trace_id": ctx.request_id[:64]})
         if code:
             log.info("llm call failed", extra={"model": name, "code": code, "attempts": tried,
                                                "workspace_id": ctx.workspace_id})
+
+
+class _Settlement:
+    """Settles one stream exactly once: at its end, on its failure, or when it is dropped unread. A stream cut
+    short is still paid for: what the provider reported, else our bound on the prompt and a token a piece."""
+
+    def __init__(self, gateway: Gateway, ctx: CallContext, attempt: Attempt, admission: Admission,
+                 prompt_bound: int, started: float, tried: int) -> None:
+        self.gateway, self.ctx, self.attempt, self.admission = gateway, ctx, attempt, admission
+        self.prompt_bound, self.started, self.tried = prompt_bound, started, tried
+        self.usage: Usage | None = None
+        self.pieces = 0
+        self.done = False
+
+    def finish(self, code: str | None) -> None:
+        if self.done:
+            return
+        self.done = True
+        used = self.usage or Usage(self.prompt_bound, self.pieces)
+        g, attempt = self.gateway, self.attempt
+        if code is None:
+            g._settle(self.ctx, attempt, self.admission, used, self.started, self.tried)
+            return
+        cost = g.prices.cost(attempt.ref, used)
+        attempt.hold.settle(cost)
+        self.admission.settle(used.total_tokens)
+        g._record(self.ctx, attempt.ref, "error", used, cost, self.started, self.tried, attempt.key_source, code)
 
 
 async def _close(iterator: AsyncIterator[StreamDelta]) -> None:

@@ -78,12 +78,14 @@ class HttpProvider:
     def __init__(self, profile: ProviderProfile, metrics: ProviderHttpMetrics,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.profile = profile
-        self.client = ProviderClient(profile, limiter=None, transport=transport)
+        # LLM calls last seconds, so many are in flight at once: httpx's default pool keeps only 20 connections
+        # alive, and every call beyond that would open (and close) a connection of its own.
+        self.client = ProviderClient(profile, limiter=None, transport=transport or _pooled())
         self.client.metrics = metrics
         t = profile.timeouts
         self._streams = httpx.AsyncClient(
             timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool),
-            headers=dict(profile.default_headers), transport=transport, follow_redirects=False,
+            headers=dict(profile.default_headers), transport=transport or _pooled(), follow_redirects=False,
         )
 
     async def aclose(self) -> None:
@@ -134,6 +136,10 @@ class HttpProvider:
             yield response
         finally:
             await response.aclose()
+
+
+def _pooled() -> httpx.AsyncHTTPTransport:
+    return httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=1000, max_keepalive_connections=256))
 
 
 def _retry_after(response: httpx.Response) -> float | None:
