@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from ionflux.agents.context import AgentContext, Trigger
-from ionflux.client import IonfluxClient, run_agent
+from ionflux.agents.ports import MemoryItem
+from ionflux.client import IonfluxClient, agent_context, run_agent
 from ionflux.core.errors import AuthFailed, Conflict, InvalidRequest, NotFound
 
 from .server import ServerProcess
@@ -24,7 +25,9 @@ triggers: [{type: event, topic: platform.notes.events.notes.requested}]
 inputs:
   prefix: {type: string, default: "note"}
   max_notes: {type: integer, minimum: 1, required: true}
+memory: {type: vector, namespace_template: "notes_{{instance_id}}"}
 """
+DIM = 384  # the memory service's default namespace dimension
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +54,9 @@ class NoteTaker:
             return {"taken": len(taken), "full": True}
         key = f"note:{len(taken) + 1}"
         ctx.state.put(key, {"text": f"{ctx.config['prefix']} {trigger.input.get('text')}"})
+        axis = [0.0] * DIM
+        axis[len(taken)] = 1.0
+        await ctx.memory.upsert([MemoryItem(id=key, values=axis, metadata={"text": str(trigger.input.get("text"))})])
         ctx.events.publish("platform.notes.events.notes.taken", {"key": key}, subject=ctx.configuration_id)
         return {"taken": len(taken) + 1, "full": False}
 
@@ -74,6 +80,14 @@ async def test_client_manages_agents_and_runs_one_out_of_process(server: tuple[S
             out = await run_agent(ionflux, NoteTaker(), cfg["id"], Trigger(type="manual", input={"text": text}))
         assert out == {"taken": 2, "full": True}
         assert [v["text"] for _, v in await ionflux.agents.state(cfg["id"], "note:")] == ["note one", "note two"]
+        # the configuration's own memory namespace, over HTTP
+        ctx = await agent_context(ionflux, cfg["id"])
+        assert ctx.memory.namespace == cfg["external_memory_namespace"] == f"notes_{cfg['id']}"
+        probe = [0.0] * DIM
+        probe[1] = 1.0
+        nearest = await ctx.memory.query(vector=probe, top_k=1)
+        assert [(m.id, m.metadata["text"]) for m in nearest] == [("note:2", "two")]
+        assert set(await ctx.memory.fetch(["note:1", "missing"])) == {"note:1"}
         events, _ = await ionflux.events.list("platform.notes.events.notes.taken")
         assert [e["data"]["key"] for e in events] == ["note:1", "note:2"]
 
