@@ -106,16 +106,14 @@ class DemoRun:
         await self.backfill()
         await self.connect_whatsapp()
         await self.configure_agents()
-        self.out.log("set-up done")
         await self.watcher.drain()  # everything so far is set-up: counted, not printed
         self.watcher.quiet = False
         self.watcher.start()
         fired = await self.fire_webhooks()
-        self.out.log("burst handled")
+        self.out.log("   every order handled: one Sales Sentinel run per event, one Email Wizard run per paid order")
         await self.follow_up_fallback()
         report = await self.revenue_report()
         await self.settle()
-        self.out.log("settled")
         await self.watcher.stop()
         return await self.summary(fired, report)
 

@@ -91,6 +91,7 @@ class DemoWorld:
             "IONFLUX_EMAIL_WORKER_POLL_SECONDS": "0.1", "IONFLUX_SMTP_HOST": "127.0.0.1",
             "IONFLUX_SMTP_PORT": str(self.smtp.port),
             "IONFLUX_AGENTS_RUNNER_POLL_SECONDS": "0.1", "IONFLUX_AGENTS_RETRY_BASE_SECONDS": "0.5",
+            "TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # model loading draws no bars over ours
         }
         return self
 
