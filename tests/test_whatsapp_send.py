@@ -154,3 +154,12 @@ async def test_a_number_off_the_platforms_waba_must_bring_its_token(wa_env: WaEn
     on_platform = await wa_env.client.post("/v1/whatsapp/numbers", headers=wa_env.headers, json={
         "phone_number_id": PHONE_ID, "waba_id": "102290129340398", "display_phone_number": "15550001111"})
     assert on_platform.status_code == 201 and on_platform.json()["token_source"] == "platform"
+
+
+async def test_statuses_that_race_the_send_are_not_lost(wa_env: WaEnv) -> None:
+    await wa_env.inbound("hi")
+    wa_env.sim.early_statuses = ("sent", "delivered")  # webhooks accepted before Meta answers the send
+    message = (await wa_env.send(to=USER, type="text", text={"body": "quick"})).json()
+    await wa_env.wait_events(STATUS, 2)
+    got = (await wa_env.client.get(f"/v1/whatsapp/messages/{message['id']}", headers=wa_env.headers)).json()
+    assert got["status"] == "delivered" and got["sent_at"] and got["delivered_at"]

@@ -95,20 +95,19 @@ class WhatsAppService:
             raise
         row.wamid, row.status = result.wamid, "accepted"
         async with self.platform.db.tenant(workspace_id) as session:
-            early = (await session.scalars(select(WaStatus).where(WaStatus.wamid == result.wamid))).all()
-            for status in early:  # the status webhook won the race against this transaction
-                apply_status(row, status.status, status.at, status.errors)
-            await session.execute(update(WaMessage).where(WaMessage.id == row.id).values(
-                wamid=row.wamid, status=row.status, sent_at=row.sent_at, delivered_at=row.delivered_at,
-                read_at=row.read_at, failed_at=row.failed_at, error=row.error, updated_at=utcnow(),
-            ).execution_options(synchronize_session=False))
+            # One statement. A status webhook that beat this commit is kept in wa_statuses and folded in on read.
+            await session.execute(update(WaMessage).where(WaMessage.id == row.id, WaMessage.status == "pending")
+                                  .values(wamid=row.wamid, status="accepted", updated_at=utcnow())
+                                  .execution_options(synchronize_session=False))
         return message_view(row)
 
     async def _check_rules(self, session: AsyncSession, phone_number_id: str, to: str, kind: str,
                            now: datetime) -> bool:
         """Raise unless this message may go now; return whether it is business-initiated (window closed)."""
-        stamp = await session.scalar(select(WaContact.last_inbound_at).where(
-            WaContact.phone_number_id == phone_number_id, WaContact.wa_id == to))
+        window = select(WaContact.last_inbound_at).where(
+            WaContact.phone_number_id == phone_number_id, WaContact.wa_id == to).scalar_subquery()
+        agreement = select(WaConsent.status).where(WaConsent.wa_id == to).scalar_subquery()
+        stamp, agreed = (await session.execute(select(window, agreement))).one()  # both in one round trip
         last = aware(stamp) if stamp is not None else None
         window_open = last is not None and now - last < self.window
         if kind != "template":
@@ -119,7 +118,6 @@ class WhatsAppService:
                     f"({since}); {WINDOW_HINT}", field="type",
                     details={"last_inbound_at": last.isoformat() if last else None, "suggestion": "template"})
             return False
-        agreed = await session.scalar(select(WaConsent.status).where(WaConsent.wa_id == to))
         if agreed == "opted_out":
             raise Forbidden("this user opted out of business-initiated messages (STOP); a new opt-in is needed",
                             field="to", details={"reason": "opted_out"})
@@ -141,6 +139,11 @@ class WhatsAppService:
             row = await session.get(WaMessage, message_id)
             if row is None or row.workspace_id != workspace_id:
                 raise NotFound(f"no WhatsApp message {message_id!r}", field="id")
+            if row.wamid is not None:  # statuses that arrived before the send recorded its wamid
+                seen = (await session.scalars(select(WaStatus).where(WaStatus.wamid == row.wamid)
+                                              .order_by(WaStatus.at))).all()
+                for status in seen:
+                    apply_status(row, status.status, aware(status.at), status.errors)
             return message_view(row)
 
     # -- consent -----------------------------------------------------------------------------------

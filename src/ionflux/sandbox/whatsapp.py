@@ -90,6 +90,7 @@ class WhatsAppSimulator:
         self.system_tokens = set(system_tokens or ())
         self.clock, self.monotonic = clock, monotonic  # wall clock (timestamps, window), pacing clock
         self.auto_statuses = auto_statuses  # statuses the phone reports for each accepted message, in this order
+        self.early_statuses: tuple[str, ...] = ()  # reported before the send's answer (webhooks racing it)
         self.pair_rate = pair_rate  # (burst, seconds per message) to one user; None: not enforced
         self.numbers: dict[str, SimNumber] = {}
         self.templates: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}  # waba -> (name, language) -> t
@@ -218,6 +219,8 @@ class WhatsAppSimulator:
         wamid = "wamid." + uuid.uuid4().hex.upper()
         self.sent[wamid] = SentMessage(wamid, number.phone_number_id, to, body, token, self.clock())
         self.stats.sent += 1
+        if self.webhook_url and self.early_statuses:  # delivered before the send is even answered
+            await self.phone.report(wamid, self.early_statuses)
         if self.webhook_url and self.auto_statuses:
             self.later(self.phone.report(wamid, self.auto_statuses))
         answer: dict[str, Any] = {"id": wamid}
