@@ -10,11 +10,13 @@ was in flight when a process died: it is failed as ambiguous by `expire_claims` 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 
 from ionflux.core.errors import IonfluxError, NotFound
 from ionflux.core.models import utcnow
@@ -23,7 +25,7 @@ from ionflux.email.addresses import Address
 from ionflux.email.models import EmailBatch, EmailMessage, EmailWorkspaceSettings
 from ionflux.email.providers.base import Accepted, Account, EmailProvider, OutboundMessage, Outcome, ProviderFailure
 from ionflux.email.settings import EmailSettings
-from ionflux.email.status import Observation, StatusRecorder
+from ionflux.email.status import Observation, StatusRecorder, Tracked
 from ionflux.email.suppressions import suppress
 
 log = logging.getLogger("ionflux.email")
@@ -78,8 +80,9 @@ class Dispatcher:
             await self._run_chunk(workspace_id, ids[start:start + self.settings.dispatch_chunk], report, inline)
         return report
 
-    async def _claim(self, workspace_id: str, ids: list[str], inline: bool
-                     ) -> tuple[list[EmailMessage], dict[str, EmailBatch]]:
+    async def _claim(self, workspace_id: str, ids: list[str], inline: bool) -> tuple[list[Any], dict[str, Any]]:
+        """Lease the due messages among `ids`; returns their rows (plain column tuples, no ORM objects: a chunk
+        is a thousand messages) and the bodies of the batches they belong to."""
         now = self.clock()
         lease = now + timedelta(seconds=self.settings.claim_seconds)
         due = EmailMessage.next_attempt_at.is_not(None) if inline else EmailMessage.next_attempt_at <= now
@@ -90,11 +93,12 @@ class Dispatcher:
                        due)
                 .values(claimed_until=lease, attempts=EmailMessage.attempts + 1)
                 .execution_options(synchronize_session=False))
-            rows = list((await session.scalars(
-                select(EmailMessage).where(EmailMessage.id.in_(ids), EmailMessage.claimed_until == lease))).all())
+            rows = list((await session.execute(
+                select(*_SENDING).where(EmailMessage.id.in_(ids), EmailMessage.claimed_until == lease))).all())
             batch_ids = {r.batch_id for r in rows if r.batch_id}
-            batches = {b.id: b for b in (await session.scalars(
-                select(EmailBatch).where(EmailBatch.id.in_(batch_ids)))).all()} if batch_ids else {}
+            batches = {b.id: b for b in (await session.execute(
+                select(EmailBatch.id, EmailBatch.text, EmailBatch.html).where(EmailBatch.id.in_(batch_ids)))).all()
+            } if batch_ids else {}
         return rows, batches
 
     async def _run_chunk(self, workspace_id: str, ids: list[str], report: DispatchReport, inline: bool) -> None:
@@ -131,38 +135,58 @@ class Dispatcher:
             outcomes.extend(await provider.send(account, messages[start:start + step]))
         return outcomes
 
-    async def _record(self, workspace_id: str, rows: list[EmailMessage], results: dict[str, tuple[str, Outcome]],
+    async def _record(self, workspace_id: str, rows: list[Any], results: dict[str, tuple[str, Outcome]],
                       report: DispatchReport) -> None:
+        """Outcomes in a few statements per chunk: one bulk UPDATE by primary key for the per-message columns,
+        one guarded UPDATE per status move (a provider event that landed meanwhile is never overwritten), and
+        the history rows and events in multi-row inserts."""
         now = self.clock()
+        claimed = {r.id: r for r in rows}
         async with self.db.tenant(workspace_id) as session:
+            current = dict((await session.execute(select(EmailMessage.id, EmailMessage.status).where(
+                EmailMessage.id.in_(list(results))))).all())
             recorder = StatusRecorder(session, workspace_id)
-            fresh = {r.id: r for r in (await session.scalars(
-                select(EmailMessage).where(EmailMessage.id.in_(list(results))))).all()}
+            changes: list[dict[str, Any]] = []
+            moves: dict[tuple[str, str], list[str]] = defaultdict(list)
+            bounced: list[tuple[str, str, str | None, str | None]] = []
             for message_id, (provider, outcome) in results.items():
-                row = fresh[message_id]
-                row.claimed_until = None
+                row = claimed[message_id]
+                tracked = Tracked(message_id, row.batch_id, list(row.tags or []), current[message_id])
+                change: dict[str, Any] = {"id": message_id, "claimed_until": None}
                 if isinstance(outcome, Accepted):
-                    row.provider, row.provider_message_id = provider, outcome.provider_message_id
-                    row.next_attempt_at, row.last_error = None, None
-                    recorder.record(row, Observation("sent", now, provider=provider))
+                    change.update(provider=provider, provider_message_id=outcome.provider_message_id,
+                                  next_attempt_at=None, last_error=None)
+                    recorder.record(tracked, Observation("sent", now, provider=provider))
                     for recipient, reason in outcome.refused:
-                        recorder.record(row, Observation("bounced", now, recipient, provider, {"reason": reason}))
-                        await suppress(session, workspace_id, [(recipient, "bounce", reason, row.id)])
+                        recorder.record(tracked, Observation("bounced", now, recipient, provider, {"reason": reason}))
+                        bounced.append((recipient, "bounce", reason, message_id))
                     report.sent += 1
                     report.by_provider[provider] = report.by_provider.get(provider, 0) + 1
-                    continue
-                row.last_error = f"{provider}: {outcome.message}"[:2000]
-                transient = outcome.kind in ("throttled", "unavailable")
-                if transient and row.attempts < self.settings.max_attempts:
-                    wait = outcome.retry_after or self.settings.retry_base_seconds * 2 ** (row.attempts - 1)
-                    row.next_attempt_at = now + timedelta(seconds=min(wait, 3600))
-                    report.requeued += 1
-                    continue
-                row.next_attempt_at = None
-                recorder.record(row, Observation("failed", now, provider=provider,
-                                                 detail={"kind": outcome.kind, "error": outcome.message}))
-                report.failed += 1
-            await session.flush()
+                else:
+                    change["last_error"] = f"{provider}: {outcome.message}"[:2000]
+                    transient = outcome.kind in ("throttled", "unavailable")
+                    if transient and row.attempts < self.settings.max_attempts:
+                        wait = outcome.retry_after or self.settings.retry_base_seconds * 2 ** (row.attempts - 1)
+                        change["next_attempt_at"] = now + timedelta(seconds=min(wait, 3600))
+                        report.requeued += 1
+                    else:
+                        change["next_attempt_at"] = None
+                        recorder.record(tracked, Observation("failed", now, provider=provider,
+                                                             detail={"kind": outcome.kind, "error": outcome.message}))
+                        report.failed += 1
+                changes.append(change)
+                if tracked.status != current[message_id]:
+                    moves[(current[message_id], tracked.status)].append(message_id)
+            for keys in {tuple(sorted(c)) for c in changes}:  # one executemany per shape of change
+                await session.execute(_update_by_id(workspace_id, keys),
+                                      [{f"v_{k}": v for k, v in c.items()}
+                                       for c in changes if tuple(sorted(c)) == keys])
+            for (previous, new), ids in moves.items():
+                await session.execute(
+                    update(EmailMessage).where(EmailMessage.id.in_(ids), EmailMessage.status == previous)
+                    .values(status=new, status_at=now).execution_options(synchronize_session=False))
+            if bounced:
+                await suppress(session, workspace_id, bounced)
             await recorder.flush()
 
     async def expire_claims(self, workspace_id: str, ids: list[str]) -> int:
@@ -184,7 +208,21 @@ def _unavailable(outcome: Outcome) -> bool:
     return isinstance(outcome, ProviderFailure) and outcome.kind == "unavailable"
 
 
-def _outbound(row: EmailMessage, batch: EmailBatch | None) -> OutboundMessage:
+_SENDING = (EmailMessage.id, EmailMessage.workspace_id, EmailMessage.batch_id, EmailMessage.sender, EmailMessage.to,
+            EmailMessage.cc, EmailMessage.bcc, EmailMessage.reply_to, EmailMessage.subject, EmailMessage.text,
+            EmailMessage.html, EmailMessage.substitutions, EmailMessage.headers, EmailMessage.tags,
+            EmailMessage.attempts)
+
+
+def _update_by_id(workspace_id: str, columns: tuple[str, ...]) -> Any:
+    """A Core UPDATE by id for executemany (no ORM bookkeeping per row); the workspace is in its WHERE."""
+    table = cast(Table, EmailMessage.__table__)
+    return (update(table).where(table.c.workspace_id == workspace_id, table.c.id == bindparam("v_id"))
+            .values({name: bindparam(f"v_{name}") for name in columns if name != "id"}))
+
+
+def _outbound(row: Any, batch: Any) -> OutboundMessage:
+    """A claimed row (the `_SENDING` columns) and its batch's body, as the providers take them."""
     return OutboundMessage(
         id=row.id, workspace_id=row.workspace_id, sender=Address.from_dict(row.sender),
         to=[Address.from_dict(a) for a in row.to], cc=[Address.from_dict(a) for a in row.cc],

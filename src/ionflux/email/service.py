@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -219,8 +219,8 @@ class EmailService:
                 rows.append(_batch_row(workspace_id, batch_id, index, message_id, sender, reply_to, address, rendered,
                                        template.substitutable, own_headers, tags, content,
                                        send_at, send_at or self._fallback_time(now), now))
-                results.append(RecipientResult(index=index, email=address.email, message_id=message_id,
-                                               status="queued"))
+                results.append(RecipientResult.model_construct(index=index, email=address.email,
+                                                               message_id=message_id, status="queued", error=None))
             results.sort(key=lambda r: r.index)
             refused = [{"index": r.index, "email": r.email, "error": r.error} for r in results if r.message_id is None]
             session.add(EmailBatch(
@@ -230,7 +230,8 @@ class EmailService:
                 recipients=len(request.recipients), refused=refused, created_at=now))
             await session.flush()
             if rows:
-                await session.execute(insert(EmailMessage), rows)
+                # A Core (table) insert: one executemany, without the ORM bulk path's per-row bookkeeping.
+                await session.execute(insert(cast(Table, EmailMessage.__table__)), rows)
                 await _record_queued(session, workspace_id, rows, now)
             result = BatchResult(batch_id=batch_id, recipients=len(request.recipients), accepted=len(rows),
                                  refused=len(refused), results=results)
@@ -248,7 +249,15 @@ class EmailService:
         return result.model_copy(update={"idempotent_replay": True})
 
     async def batch_result(self, workspace_id: str, batch_id: str, base: BatchResult | None = None) -> BatchResult:
+        """The batch with each message's current status; given the `base` just accepted, only statuses are read."""
         async with self.db.tenant(workspace_id) as session:
+            if base is not None:
+                statuses = dict((await session.execute(select(EmailMessage.id, EmailMessage.status).where(
+                    EmailMessage.batch_id == batch_id))).all())
+                results = [r if r.message_id is None else RecipientResult.model_construct(
+                    index=r.index, email=r.email, message_id=r.message_id, status=statuses.get(r.message_id, r.status),
+                    error=r.error) for r in base.results]
+                return base.model_copy(update={"results": results})
             row = await session.get(EmailBatch, batch_id)
             if row is None:
                 raise NotFound(f"no batch {batch_id!r} in this workspace", field="batch_id")

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ionflux.core.bus import emit
+from ionflux.core.bus import emit_many
 from ionflux.core.bus.envelope import format_time
 from ionflux.email.models import EmailStatusChange
 
@@ -70,12 +70,15 @@ class Observation:
 
 
 class StatusRecorder:
-    """Collects status changes of one transaction; history rows go in one multi-row insert at `flush()`."""
+    """Collects status changes of one transaction; at `flush()` their history rows and their events each go
+    in one multi-row insert (a batch records thousands at once)."""
 
     def __init__(self, session: AsyncSession, workspace_id: str) -> None:
         self.session = session
         self.workspace_id = workspace_id
         self._rows: list[dict[str, Any]] = []
+        self._events: list[tuple[str, dict[str, Any], str | None]] = []
+        self._times: dict[datetime, str] = {}  # a batch records thousands of changes at the same moment
 
     def record(self, message: Message, seen: Observation) -> bool:
         """Apply one observation to `message`; True if its summary status moved."""
@@ -87,14 +90,25 @@ class StatusRecorder:
             "workspace_id": self.workspace_id, "message_id": message.id, "status": seen.status, "at": seen.at,
             "recipient": seen.recipient, "provider": seen.provider, "detail": seen.detail or {},
         })
-        emit(self.session, type=f"platform.email.events.messages.{seen.status}", subject=message.id, source=SOURCE,
-             data={"message_id": message.id, "batch_id": message.batch_id, "status": seen.status,
-                   "previous_status": previous, "current_status": message.status, "recipient": seen.recipient,
-                   "provider": seen.provider, "tags": list(message.tags or []), "at": format_time(seen.at),
-                   "detail": seen.detail or {}})
+        self._events.append((
+            f"platform.email.events.messages.{seen.status}",
+            {"message_id": message.id, "batch_id": message.batch_id, "status": seen.status,
+             "previous_status": previous, "current_status": message.status, "recipient": seen.recipient,
+             "provider": seen.provider, "tags": list(message.tags or []), "at": self._format(seen.at),
+             "detail": seen.detail or {}},
+            message.id))
         return moved
+
+    def _format(self, moment: datetime) -> str:
+        text = self._times.get(moment)
+        if text is None:
+            text = self._times[moment] = format_time(moment)
+        return text
 
     async def flush(self) -> None:
         if self._rows:
             rows, self._rows = self._rows, []
-            await self.session.execute(insert(EmailStatusChange), rows)
+            await self.session.execute(insert(cast(Table, EmailStatusChange.__table__)), rows)
+        if self._events:
+            events, self._events = self._events, []
+            await emit_many(self.session, events, source=SOURCE)

@@ -10,6 +10,7 @@ is rendered in full for each recipient.
 
 from __future__ import annotations
 
+import copy
 import operator
 import secrets
 from collections.abc import Callable, Mapping
@@ -104,6 +105,7 @@ class _Part:
     whole: Template
     skeleton: str | None = None
     tags: list[tuple[str, Template]] = field(default_factory=list)
+    expressions: list[nodes.Expr] = field(default_factory=list)  # the tags' own, for the combined template
 
 
 def _linear_part(env: _BoundedSandbox, name: str, source: str, prefix: str) -> _Part:
@@ -113,6 +115,7 @@ def _linear_part(env: _BoundedSandbox, name: str, source: str, prefix: str) -> _
         return _Part(name, whole)
     pieces: list[str] = []
     tags: list[tuple[str, Template]] = []
+    expressions: list[nodes.Expr] = []
     for output in tree.body:
         assert isinstance(output, nodes.Output)
         for node in output.nodes:
@@ -123,8 +126,24 @@ def _linear_part(env: _BoundedSandbox, name: str, source: str, prefix: str) -> _
             mini = nodes.Template([nodes.Output([node], lineno=node.lineno)], lineno=1)
             mini.set_environment(env)
             tags.append((tag, env.template_class.from_code(env, env.compile(mini), env.make_globals(None))))
+            expressions.append(copy.deepcopy(node))
             pieces.append(tag)
-    return _Part(name, whole, "".join(pieces), tags)
+    return _Part(name, whole, "".join(pieces), tags, expressions)
+
+
+def _combined(subject: str, parts: list[_Part], separator: str) -> Template:
+    """One template yielding the subject and every tag's value, `separator` between them, each tag escaped as
+    its part is (an `{% autoescape %}` scope per tag): one render per recipient instead of one per tag."""
+    body: list[nodes.Node] = list(TEXT_ENV.parse(subject).body)
+    for part in parts:
+        for expression in part.expressions:
+            body.append(nodes.Output([nodes.TemplateData(separator)]))
+            body.append(nodes.ScopedEvalContextModifier(
+                [nodes.Keyword("autoescape", nodes.Const(part.name == "html"))],
+                [nodes.Output([copy.deepcopy(expression)])]))
+    tree = nodes.Template(body, lineno=1)
+    tree.set_environment(TEXT_ENV)
+    return TEXT_ENV.template_class.from_code(TEXT_ENV, TEXT_ENV.compile(tree), TEXT_ENV.make_globals(None))
 
 
 @dataclass(frozen=True)
@@ -149,12 +168,18 @@ class CompiledTemplate:
             prefix = f"-ifx{nonce}{name[0]}"
             self.parts.append(_linear_part(env, name, text, prefix) if skeleton else _Part(name, env.from_string(text)))
         self.substitutable = skeleton and all(p.skeleton is not None for p in self.parts)
+        self._separator = f"\x1f{secrets.token_hex(8)}\x1f"  # unguessable, so data cannot fake a boundary
+        self._combined = _combined(source.subject, self.parts, self._separator) if self.substitutable else None
 
     def skeleton(self, name: str) -> str | None:
         part = next((p for p in self.parts if p.name == name), None)
         return part.skeleton if part else None
 
     def render(self, data: Mapping[str, Any]) -> Rendered:
+        if self._combined is not None:
+            fast = self._render_combined(data)
+            if fast is not None:
+                return fast
         subject = _render(self.subject, data, "subject")
         if "\n" in subject or "\r" in subject:
             subject = " ".join(subject.split())
@@ -168,6 +193,25 @@ class CompiledTemplate:
             else:
                 bodies[part.name] = _render(part.whole, data, part.name)
         return Rendered(subject, bodies["text"], bodies["html"], substitutions)
+
+    def _render_combined(self, data: Mapping[str, Any]) -> Rendered | None:
+        """None when it fails: the part-by-part rendering then says which part and why."""
+        assert self._combined is not None
+        try:
+            values = _render(self._combined, data, "message").split(self._separator)
+        except InvalidRequest:
+            return None
+        tags = [(part, tag) for part in self.parts for tag, _ in part.tags]
+        if len(values) != len(tags) + 1:
+            return None
+        subject = values[0]
+        if "\n" in subject or "\r" in subject:
+            subject = " ".join(subject.split())
+        bodies: dict[str, str | None] = {"text": None, "html": None}
+        for part in self.parts:
+            bodies[part.name] = part.skeleton
+        return Rendered(subject, bodies["text"], bodies["html"],
+                        {tag: value for (_, tag), value in zip(tags, values[1:], strict=True)})
 
 
 def fill(text: str | None, substitutions: Mapping[str, str]) -> str | None:

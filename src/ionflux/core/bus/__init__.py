@@ -3,7 +3,7 @@
 from ionflux.core.bus.consumers import Handler, Subscription
 from ionflux.core.bus.envelope import Event, validate_topic
 from ionflux.core.bus.eventbus import EventBus
-from ionflux.core.bus.outbox import emit
+from ionflux.core.bus.outbox import emit, emit_many
 from ionflux.core.bus.patterns import TopicPattern, compile_pattern
 from ionflux.core.bus.relay import Backoff, OutboxRelay
 
@@ -17,5 +17,6 @@ __all__ = [
     "TopicPattern",
     "compile_pattern",
     "emit",
+    "emit_many",
     "validate_topic",
 ]
