@@ -2,7 +2,7 @@
 was not a duplicate, its outbox event. Each store makes that one cheap call for its engine:
 
 - SQLite: aiosqlite hands every statement (cursor, execute, fetch, close, commit) to its thread
-  separately; here a dedicated synchronous connection on one thread runs the whole batch in one hand-off.
+  separately; here a dedicated `sqlite3` connection on one thread runs the whole batch in one hand-off.
 - PostgreSQL: a single statement (data-modifying CTEs) inserts the inbox rows, skips conflicts, and
   inserts the events of the rows that went in: one round trip, one commit, no separate BEGIN.
 """
@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Table, create_engine, event
+from sqlalchemy import Table
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.pool import NullPool
 
 from ionflux.core.models import OutboxEvent
 from ionflux.core.webhooks.models import WebhookDelivery
@@ -40,33 +39,49 @@ class InboxStore(Protocol):
 
 
 class SqliteInboxStore:
+    """The batch runs on one thread over a plain `sqlite3` connection: a single hand-off per batch, and
+    none of the statement machinery per row. Values are encoded by SQLAlchemy's own SQLite bind
+    processors, so the rows read back exactly as the ORM would have written them."""
+
     def __init__(self, async_url: str) -> None:
-        path = async_url.split(":///", 1)[1]
-        # NullPool + one thread: the connection is opened on, and only ever used by, that thread.
-        self.engine = create_engine(f"sqlite:///{path}", poolclass=NullPool, connect_args={"timeout": 0})
-        event.listen(self.engine, "connect", _connected)
-        event.listen(self.engine, "begin", _begin_immediate)
+        self.path = async_url.split(":///", 1)[1]
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ionflux-inbox")
-        self._insert = (sqlite.insert(INBOX).on_conflict_do_nothing(index_elements=["provider", "dedupe_key"])
-                        .returning(INBOX.c.id))
-        self._conn: Any = None
+        self._conn: sqlite3.Connection | None = None
+        self._inbox = _Encoder(INBOX, exclude=())
+        self._outbox = _Encoder(OUTBOX, exclude=("seq",))
+        # Identifiers come from our own table metadata; every value is a bound parameter.
+        self._insert_row = (f"INSERT INTO {INBOX.name} ({self._inbox.names}) "  # noqa: S608
+                            f"VALUES ({self._inbox.marks}) ON CONFLICT (provider, dedupe_key) DO NOTHING RETURNING id")
+        self._insert_event = (f"INSERT INTO {OUTBOX.name} ({self._outbox.names}) "  # noqa: S608
+                              f"VALUES ({self._outbox.marks})")
 
     async def write(self, rows: list[dict[str, Any]], events: list[dict[str, Any]]) -> set[str]:
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._write, rows, events)
 
+    def _connect(self) -> sqlite3.Connection:
+        # Autocommit mode: this store issues BEGIN IMMEDIATE / COMMIT itself. timeout=0: see _begin.
+        conn = sqlite3.connect(self.path, timeout=0, isolation_level=None)
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+            conn.execute(f"PRAGMA {pragma}")
+        return conn
+
     def _write(self, rows: list[dict[str, Any]], events: list[dict[str, Any]]) -> set[str]:
         if self._conn is None:
-            self._conn = self.engine.connect()
+            self._conn = self._connect()
         conn = self._conn
+        _begin(conn)
         try:
-            with conn.begin():
-                inserted = {row_id for (row_id,) in conn.execute(self._insert, rows).all()}
-                fresh = [e for r, e in zip(rows, events, strict=True) if r["id"] in inserted]
-                if fresh:
-                    conn.execute(OUTBOX.insert(), fresh)
-        except Exception:
-            self._conn = None
-            conn.close()
+            inserted: set[str] = set()
+            for row in rows:
+                if conn.execute(self._insert_row, self._inbox.values(row)).fetchone() is not None:
+                    inserted.add(row["id"])
+            fresh = [self._outbox.values(e) for r, e in zip(rows, events, strict=True) if r["id"] in inserted]
+            if fresh:
+                conn.executemany(self._insert_event, fresh)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         return inserted
 
@@ -75,18 +90,28 @@ class SqliteInboxStore:
             conn, self._conn = self._conn, None
             await asyncio.get_running_loop().run_in_executor(self._thread, conn.close)
         self._thread.shutdown(wait=False)
-        self.engine.dispose()
 
 
-def _connected(dbapi_conn: Any, _record: Any) -> None:
-    dbapi_conn.isolation_level = None  # the driver's implicit BEGIN is replaced by _begin_immediate
-    cur = dbapi_conn.cursor()
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
-        cur.execute(f"PRAGMA {pragma}")
-    cur.close()
+class _Encoder:
+    """Column order, placeholders and SQLAlchemy's SQLite bind processors for one table."""
+
+    def __init__(self, table: Table, exclude: tuple[str, ...]) -> None:
+        dialect = sqlite.dialect()
+        columns = [c for c in table.columns if c.name not in exclude]
+        self.columns = [c.name for c in columns]
+        self.names = ", ".join(self.columns)
+        self.marks = ", ".join("?" for _ in columns)
+        self.processors = [c.type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
+
+    def values(self, row: dict[str, Any]) -> tuple[Any, ...]:
+        out = []
+        for name, process in zip(self.columns, self.processors, strict=True):
+            value = row.get(name)  # the inbox builds complete rows; absent nullable columns are NULL
+            out.append(process(value) if process is not None and value is not None else value)
+        return tuple(out)
 
 
-def _begin_immediate(conn: Connection) -> None:
+def _begin(conn: sqlite3.Connection) -> None:
     """Take the write lock up front, polling every fraction of a millisecond while another writer (the
     outbox relay) has it. SQLite's own busy handler sleeps 1, 2, 5 … 100 ms between tries, which puts
     whole sleeps on the request's latency once the lock is contended."""
@@ -94,9 +119,9 @@ def _begin_immediate(conn: Connection) -> None:
     pause = 0.0001
     while True:
         try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")
             return
-        except OperationalError as exc:
+        except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
         time.sleep(pause)
