@@ -76,8 +76,13 @@ class Dispatcher:
         though their `next_attempt_at` still hides them from the worker (which is only the safety net)."""
         report = DispatchReport()
         ids = list(ids)
+        chain: list[str] | None = None
+        accounts: dict[str, Account | ProviderFailure] = {}  # resolved once per run, not per chunk
         for start in range(0, len(ids), self.settings.dispatch_chunk):
-            await self._run_chunk(workspace_id, ids[start:start + self.settings.dispatch_chunk], report, inline)
+            rows, batches = await self._claim(workspace_id, ids[start:start + self.settings.dispatch_chunk], inline)
+            if rows:
+                chain = chain or await self.chain(workspace_id)
+                await self._run_chunk(workspace_id, rows, batches, chain, accounts, report)
         return report
 
     async def _claim(self, workspace_id: str, ids: list[str], inline: bool) -> tuple[list[Any], dict[str, Any]]:
@@ -101,32 +106,35 @@ class Dispatcher:
             } if batch_ids else {}
         return rows, batches
 
-    async def _run_chunk(self, workspace_id: str, ids: list[str], report: DispatchReport, inline: bool) -> None:
-        rows, batches = await self._claim(workspace_id, ids, inline)
-        if not rows:
-            return
+    async def _run_chunk(self, workspace_id: str, rows: list[Any], batches: dict[str, Any], chain: list[str],
+                         accounts: dict[str, Account | ProviderFailure], report: DispatchReport) -> None:
         outbound = {r.id: _outbound(r, batches.get(r.batch_id or "")) for r in rows}
         results: dict[str, tuple[str, Outcome]] = {}
         pending = list(outbound)
-        for provider_name in await self.chain(workspace_id):
+        for provider_name in chain:
             if not pending:
                 break
-            outcomes = await self._send_via(workspace_id, provider_name, [outbound[i] for i in pending])
+            outcomes = await self._send_via(workspace_id, provider_name, [outbound[i] for i in pending], accounts)
             for message_id, outcome in zip(pending, outcomes, strict=True):
                 results[message_id] = (provider_name, outcome)
             # Only what was certainly not accepted goes to the next provider.
             pending = [i for i in pending if _unavailable(results[i][1])]
         await self._record(workspace_id, rows, results, report)
 
-    async def _send_via(self, workspace_id: str, name: str, messages: list[OutboundMessage]) -> list[Outcome]:
+    async def _send_via(self, workspace_id: str, name: str, messages: list[OutboundMessage],
+                        accounts: dict[str, Account | ProviderFailure]) -> list[Outcome]:
         provider = self.providers.get(name)
         if provider is None:
             return [ProviderFailure("auth", f"email provider {name!r} is not available in this process")] * len(
                 messages)
-        try:
-            account = await self.account(workspace_id, name)
-        except ProviderFailure as failure:
-            return [failure] * len(messages)
+        if name not in accounts:
+            try:
+                accounts[name] = await self.account(workspace_id, name)
+            except ProviderFailure as failure:
+                accounts[name] = failure
+        account = accounts[name]
+        if isinstance(account, ProviderFailure):
+            return [account] * len(messages)
         if self.on_send is not None:
             await self.on_send(workspace_id, name)
         outcomes: list[Outcome] = []
