@@ -159,7 +159,7 @@ class Dispatcher:
             bounced: list[tuple[str, str, str | None, str | None]] = []
             for message_id, (provider, outcome) in results.items():
                 row = claimed[message_id]
-                tracked = Tracked(message_id, row.batch_id, list(row.tags or []), current[message_id])
+                tracked = Tracked(message_id, row.batch_id, list(row.tags or []), current[message_id], now)
                 change: dict[str, Any] = {"id": message_id, "claimed_until": None}
                 if isinstance(outcome, Accepted):
                     change.update(provider=provider, provider_message_id=outcome.provider_message_id,

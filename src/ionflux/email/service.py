@@ -299,5 +299,5 @@ async def _record_queued(session: AsyncSession, workspace_id: str, rows: list[di
     """The batch's `queued` history and events, without loading back the rows just inserted."""
     recorder = StatusRecorder(session, workspace_id)
     for row in rows:
-        recorder.record(Tracked(row["id"], row["batch_id"], row["tags"], "queued"), Observation("queued", now))
+        recorder.record(Tracked(row["id"], row["batch_id"], row["tags"], "queued", now), Observation("queued", now))
     await recorder.flush()
