@@ -133,3 +133,21 @@ async def test_a_namespace_below_the_threshold_keeps_no_files_or_tombstones(plat
     async with platform.db.system() as s:
         assert await s.scalar(select(func.count()).select_from(MemoryVector)) == 0
     await backend2.stop()
+
+
+@sqlite_only
+async def test_a_graph_worn_by_overwrites_is_rebuilt(platform: Platform, tmp_path: Path) -> None:
+    ws = await platform.workspaces.create("worn")
+    backend, memory = await _open(platform, tmp_path / "memory", ws.id)
+    await memory.create_namespace("m", dimension=DIM)
+    expected: dict[str, np.ndarray] = {}
+    for round_ in range(7):  # 6 x 200 overwrites leave 1,200 dead nodes in the graph
+        vectors = _vectors(200, 10 + round_)
+        expected = {f"v{i}": vectors[i] for i in range(200)}
+        await memory.upsert("m", [UpsertItem(id=k, values=v.tolist()) for k, v in expected.items()])
+    state = next(iter(backend._loaded.values()))
+    assert state.index.graph_worn
+    await backend.maintain()
+    assert not state.index.graph_worn and state.index.graph is not None and state.index.graph.size == 200
+    await _assert_answers(memory, expected)
+    await backend.stop()

@@ -41,6 +41,7 @@ class _Loaded:
     ref: NamespaceRef
     version: int
     saved_version: int = -1  # the watermark of the graph file on disk (-1: none)
+    rebuilt: bool = False  # the graph in memory is newer than the file even at the same version
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -169,30 +170,39 @@ class EmbeddedBackend:
         index.graph_busy = True
         try:
             index.graph = await asyncio.to_thread(index.build_graph)
+            index.graph_removals = 0
         finally:
             index.graph_busy = False
+        state.rebuilt = True  # save it even if the version did not move
         await self._save(state)
 
     async def _save(self, state: _Loaded) -> None:
         graph = state.index.graph
-        if graph is None or state.saved_version == state.version:
+        if graph is None or (state.saved_version == state.version and not state.rebuilt):
             return
         version = state.version
         sidecar = {"watermark": version, "dimension": state.ref.dimension, "metric": state.ref.metric,
                    "dtype": self.params.dtype}
         await asyncio.to_thread(save_graph, graph, self._path(state.ref), sidecar)
         state.saved_version = version
+        state.rebuilt = False
         await self.store.purge_tombstones(state.ref, version)
 
     async def _snapshot_loop(self) -> None:
         while True:
             await asyncio.sleep(self.snapshot_seconds)
-            for state in list(self._loaded.values()):
-                try:
-                    async with state.lock:
-                        await self._save(state)
-                except Exception:
-                    log.exception("HNSW snapshot failed", extra={"namespace": state.ref.physical})
+            await self.maintain()
+
+    async def maintain(self) -> None:
+        """Rebuild graphs worn by overwrites and deletes, and save those that changed."""
+        for state in list(self._loaded.values()):
+            try:
+                async with state.lock:
+                    if state.index.graph_worn:
+                        await self._build_graph(state)
+                    await self._save(state)
+            except Exception:
+                log.exception("HNSW maintenance failed", extra={"namespace": state.ref.physical})
 
     def _path(self, ns: NamespaceRef) -> Path:
         return self.directory / f"{ns.physical}.usearch"

@@ -51,6 +51,7 @@ class NamespaceIndex:
         self.label_pos: dict[int, int] = {}
         self.graph: Index | None = None
         self.graph_busy = False
+        self.graph_removals = 0  # usearch keeps removed nodes' slots: a graph with many is rebuilt
         self.columns = ColumnCache()
 
     @property
@@ -192,6 +193,10 @@ class NamespaceIndex:
                      connectivity=p.connectivity, expansion_add=p.expansion_add,
                      expansion_search=p.expansion_search)
 
+    @property
+    def graph_worn(self) -> bool:
+        return self.graph is not None and self.graph_removals > max(1000, self.count // 2)
+
     def build_graph(self) -> Index:
         graph = self.new_graph()
         if self.count:
@@ -205,6 +210,7 @@ class NamespaceIndex:
         stale = [lb for lb in list(removed) + [int(x) for x in labels] if graph.contains(lb)]
         if stale:
             graph.remove(stale)
+            self.graph_removals += len(stale)
         if len(labels):
             graph.add(labels, vectors, threads=self.params.threads)
 
