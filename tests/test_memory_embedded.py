@@ -151,3 +151,28 @@ async def test_a_graph_worn_by_overwrites_is_rebuilt(platform: Platform, tmp_pat
     assert not state.index.graph_worn and state.index.graph is not None and state.index.graph.size == 200
     await _assert_answers(memory, expected)
     await backend.stop()
+
+
+@sqlite_only
+async def test_an_idle_namespace_leaves_memory_and_comes_back(platform: Platform, tmp_path: Path) -> None:
+    ws = await platform.workspaces.create("idle")
+    now = [0.0]
+    backend = EmbeddedBackend(platform.db, tmp_path / "memory", exact_threshold=THRESHOLD, snapshot_seconds=3600,
+                              idle_seconds=60, clock=lambda: now[0])
+    await backend.start()
+    memory = MemoryStore(platform, backend).for_workspace(ws.id)
+    await memory.create_namespace("m", dimension=DIM)
+    vectors = _vectors(150, 3)
+    expected = {f"v{i}": vectors[i] for i in range(150)}
+    await memory.upsert("m", [UpsertItem(id=k, values=v.tolist()) for k, v in expected.items()])
+    now[0] = 30.0
+    await backend.maintain()
+    assert len(backend._loaded) == 1  # used 30 s ago
+    now[0] = 100.0
+    await backend.maintain()
+    assert backend._loaded == {}
+    assert (await memory.describe("m")).count == 150  # counted from the database, not loaded
+    assert backend._loaded == {}
+    await _assert_answers(memory, expected)  # loaded again, graph from its file
+    assert next(iter(backend._loaded.values())).index.graph is not None
+    await backend.stop()

@@ -78,7 +78,7 @@ def build_backend(platform: Platform, settings: MemorySettings) -> VectorBackend
                          expansion_add=settings.hnsw_expansion_add, expansion_search=settings.hnsw_expansion_search)
     return EmbeddedBackend(platform.db, settings.directory or data_dir / "memory",
                            exact_threshold=settings.exact_threshold, snapshot_seconds=settings.snapshot_seconds,
-                           params=params)
+                           idle_seconds=settings.idle_seconds, params=params)
 
 
 def _platform_key(platform: Platform, provider: str) -> Callable[[], Awaitable[str]]:

@@ -17,6 +17,7 @@ class MemorySettings(BaseSettings):
     directory: Path | None = Field(default=None, description="embedded HNSW files; default <data_dir>/memory")
     exact_threshold: int = Field(default=20_000, ge=0, description="below this many records: exact search")
     snapshot_seconds: float = Field(default=60.0, gt=0, description="how often changed HNSW graphs are saved")
+    idle_seconds: float = Field(default=900.0, gt=0, description="a namespace unused this long leaves memory")
     hnsw_dtype: Literal["bf16", "f16", "f32"] = "bf16"
     hnsw_connectivity: int = Field(default=16, ge=4, le=128)
     hnsw_expansion_add: int = Field(default=64, ge=8, le=1024)

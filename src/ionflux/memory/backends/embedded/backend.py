@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,7 @@ class _Loaded:
     version: int
     saved_version: int = -1  # the watermark of the graph file on disk (-1: none)
     rebuilt: bool = False  # the graph in memory is newer than the file even at the same version
+    last_used: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -49,11 +51,14 @@ class EmbeddedBackend:
     name = "embedded"
 
     def __init__(self, db: Database, directory: Path, *, exact_threshold: int = 20_000,
-                 snapshot_seconds: float = 60.0, params: GraphParams | None = None) -> None:
+                 snapshot_seconds: float = 60.0, idle_seconds: float = 900.0, params: GraphParams | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.store = EmbeddedStore(db)
         self.directory = directory
         self.exact_threshold = exact_threshold
         self.snapshot_seconds = snapshot_seconds
+        self.idle_seconds = idle_seconds
+        self.clock = clock
         self.params = params or GraphParams()
         self._loaded: dict[str, _Loaded] = {}
         self._loading: dict[str, asyncio.Lock] = {}
@@ -194,13 +199,16 @@ class EmbeddedBackend:
             await self.maintain()
 
     async def maintain(self) -> None:
-        """Rebuild graphs worn by overwrites and deletes, and save those that changed."""
-        for state in list(self._loaded.values()):
+        """Rebuild graphs worn by overwrites and deletes, save those that changed, and let namespaces
+        unused for `idle_seconds` leave memory (the next call loads them again)."""
+        for physical, state in list(self._loaded.items()):
             try:
                 async with state.lock:
                     if state.index.graph_worn:
                         await self._build_graph(state)
                     await self._save(state)
+                    if self.clock() - state.last_used > self.idle_seconds:
+                        self._loaded.pop(physical, None)
             except Exception:
                 log.exception("HNSW maintenance failed", extra={"namespace": state.ref.physical})
 
@@ -210,6 +218,7 @@ class EmbeddedBackend:
     async def _state(self, ns: NamespaceRef) -> _Loaded:
         state = self._loaded.get(ns.physical)
         if state is not None:
+            state.last_used = self.clock()
             return state
         lock = self._loading.setdefault(ns.physical, asyncio.Lock())
         async with lock:
@@ -217,6 +226,7 @@ class EmbeddedBackend:
             if state is None:
                 state = await self._load(ns)
                 self._loaded[ns.physical] = state
+            state.last_used = self.clock()
         return state
 
     async def _load(self, ns: NamespaceRef) -> _Loaded:
