@@ -7,9 +7,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
+
 from ionflux.core.models import PLATFORM_WORKSPACE
 from ionflux.core.platform import Platform
 from ionflux.email.providers.ses import SesProvider
+from ionflux.email.providers.ses_quota import AccountAllowance, SendQuota
 from ionflux.email.providers.smtp import SmtpProvider
 from ionflux.email.settings import EmailSettings, SesSettings, SmtpSettings
 from ionflux.sandbox.smtp_sink import SmtpSink
@@ -193,3 +196,39 @@ async def test_workspace_chooses_ses_with_its_own_keys(platform: Platform, works
         used = [c.access_key_id for c in tap.of("SendEmail")]
         assert used == [WORKSPACE_KEYS["access_key_id"], PLATFORM_KEYS["access_key_id"]]
         assert not env.sink.messages and len(sent_messages()) == 2
+
+
+def test_allowance_is_a_bucket_of_one_seconds_rate_and_a_daily_remainder() -> None:
+    now = [100.0]
+    quota = SendQuota.from_get_account({"SendQuota": {"MaxSendRate": 7.0, "Max24HourSend": 50.0,
+                                                      "SentLast24Hours": 45.0}})
+    allowance = AccountAllowance(quota, clock=lambda: now[0])
+    assert allowance.burst == 7 and allowance.remaining == 5
+    assert allowance.take_daily(5) and not allowance.take_daily(1)
+    allowance.give_back(2)
+    assert allowance.take_daily(2) and allowance.remaining == 0
+    allowance.limiter._bucket("send", now[0]).level = 7.0  # a full second's worth just spent
+    assert allowance.limiter.available("send") == 0
+    now[0] += 0.5
+    assert allowance.limiter.available("send") == pytest.approx(3.5)
+    unlimited = AccountAllowance(SendQuota.from_get_account({"SendQuota": {"MaxSendRate": 0.5,
+                                                                           "Max24HourSend": -1}}))
+    assert unlimited.burst == 1 and unlimited.take_daily(10**9)
+
+
+async def test_quota_is_read_again_after_the_refresh_period(platform: Platform, workspace: WorkspaceHandle,
+                                                            moto_ses: str) -> None:
+    quota = {"SendQuota": {"Max24HourSend": 100.0, "MaxSendRate": 50.0, "SentLast24Hours": 0.0}}
+    tap = WireTap(quota=quota)
+    async with ses_env(platform, workspace, moto_ses, tap=tap, max_send_rate=None,
+                       quota_refresh_seconds=3600) as (env, adapter, _tap):
+        assert (await env.send(to=["a@example.com"], subject="s", text="t"))["status"] == "sent"
+        assert (await env.send(to=["b@example.com"], subject="s", text="t"))["status"] == "sent"
+        assert adapter.calls["GetAccount"] == 1  # cached within the period
+        [allowance] = adapter._allowances.values()
+        assert allowance.remaining == 98
+        allowance.read_at -= 3601  # the period has passed
+        tap.quota = {"SendQuota": {"Max24HourSend": 100.0, "MaxSendRate": 50.0, "SentLast24Hours": 100.0}}
+        later = await env.send(to=["c@example.com"], subject="s", text="t")
+        assert adapter.calls["GetAccount"] == 2 and later["status"] == "queued"  # SES says the day is used up
+        assert "24-hour quota" in (await env.message(later["message_id"]))["last_error"]
