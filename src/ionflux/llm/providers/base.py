@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from ionflux.core.errors import InvalidRequest, IonfluxError, ProviderApiError
 from ionflux.core.http import ProviderClient, ProviderHttpMetrics, ProviderProfile
 from ionflux.core.http.failures import error_for_response, error_for_transport, secret_values
+from ionflux.llm.providers.transport import LLMTransport
 from ionflux.llm.types import (
     ChatCall,
     ChatResult,
@@ -78,14 +79,12 @@ class HttpProvider:
     def __init__(self, profile: ProviderProfile, metrics: ProviderHttpMetrics,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.profile = profile
-        # LLM calls last seconds, so many are in flight at once: httpx's default pool keeps only 20 connections
-        # alive, and every call beyond that would open (and close) a connection of its own.
-        self.client = ProviderClient(profile, limiter=None, transport=transport or _pooled())
+        self.client = ProviderClient(profile, limiter=None, transport=transport or LLMTransport())
         self.client.metrics = metrics
         t = profile.timeouts
         self._streams = httpx.AsyncClient(
             timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool),
-            headers=dict(profile.default_headers), transport=transport or _pooled(), follow_redirects=False,
+            headers=dict(profile.default_headers), transport=transport or LLMTransport(), follow_redirects=False,
         )
 
     async def aclose(self) -> None:
@@ -136,10 +135,6 @@ class HttpProvider:
             yield response
         finally:
             await response.aclose()
-
-
-def _pooled() -> httpx.AsyncHTTPTransport:
-    return httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=1000, max_keepalive_connections=256))
 
 
 def _retry_after(response: httpx.Response) -> float | None:
