@@ -189,3 +189,10 @@ async def test_a_stream_dropped_or_closed_early_still_settles(llm: LLMApp, sims:
     assert ledger.reserved == 0 and ledger.spent > 0
     rows = await usage_rows(llm, workspace)
     assert [(r.status, r.error_code) for r in rows] == [("error", "CLIENT_CLOSED"), ("error", "CLIENT_CLOSED")]
+
+
+async def test_a_connection_dropped_after_sending_is_not_retried(llm: LLMApp, sims: Sims, workspace) -> None:
+    sims.openai_server.faults.push(Fault.reset())  # the request arrived; the answer never comes
+    status, body = await ask(llm, workspace, model="openai:gpt-4o")
+    assert status == 200 and body["provider_response"]["model_used"] == "anthropic:claude-3-haiku"
+    assert len(sims.openai_server.requests) == 1  # a chat completion that may be paid for is not sent twice
