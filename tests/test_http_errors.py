@@ -77,3 +77,19 @@ async def test_admin_only_endpoint_refuses_workspace_token(
     token = r.json()["token"]
     me = await client.get("/v1/workspace", headers={"Authorization": f"Bearer {token}"})
     assert me.json()["id"] == r.json()["id"]
+
+
+async def test_services_declare_their_own_body_limits(
+    client: httpx.AsyncClient, workspace: WorkspaceHandle, platform: Platform
+) -> None:
+    limit = platform.settings.max_body_bytes
+    # A memory upsert bigger than the app-wide limit is not refused by size (it reaches the route).
+    body = b'{"vectors": [' + b",".join(b'{"id": "v%d", "values": [0.5, 0.5]}' % i for i in range(40_000)) + b"]}"
+    assert len(body) > limit
+    r = await client.put("/v1/memory/namespaces/big/vectors", headers={**workspace.headers,
+                         "content-type": "application/json"}, content=body)
+    assert r.status_code != 413, r.text
+    # The same size elsewhere is refused.
+    r = await client.post("/v1/events", headers={**workspace.headers, "content-type": "application/json"},
+                          content=body)
+    assert r.status_code == 413

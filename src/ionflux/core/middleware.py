@@ -56,19 +56,31 @@ class RequestContextMiddleware:
 
 
 class BodySizeLimitMiddleware:
-    """Refuses bodies over `max_bytes` with a 413, by Content-Length up front or while streaming."""
+    """Refuses bodies over the limit with a 413, by Content-Length up front or while streaming.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    The limit is `max_bytes`, except under a path prefix that a service declared a limit for (the
+    longest matching prefix wins), e.g. 1,000-vector memory upserts or 25 MB audio uploads.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, overrides: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.overrides = sorted((overrides or {}).items(), key=lambda item: len(item[0]), reverse=True)
+
+    def limit_for(self, path: str) -> int:
+        for prefix, limit in self.overrides:
+            if path.startswith(prefix):
+                return limit
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit_for(scope["path"])
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._reject(send, limit)
             return
         if declared is not None or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             # With Content-Length the server's HTTP parser enforces the framing we just checked.
@@ -84,8 +96,8 @@ class BodySizeLimitMiddleware:
                 return  # client went away
             chunk = message.get("body", b"")
             received += len(chunk)
-            if received > self.max_bytes:
-                await self._reject(send)
+            if received > limit:
+                await self._reject(send, limit)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -102,11 +114,11 @@ class BodySizeLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _reject(self, send: Send) -> None:
+    async def _reject(self, send: Send, limit: int) -> None:
+        setting = "IONFLUX_MAX_BODY_BYTES" if limit == self.max_bytes else "a per-route limit of this service"
         body = json.dumps(
             {"error": {"code": "PAYLOAD_TOO_LARGE",
-                       "message": f"request body exceeds the limit of {self.max_bytes} bytes "
-                                  "(setting IONFLUX_MAX_BODY_BYTES)"}}
+                       "message": f"request body exceeds the limit of {limit} bytes ({setting})"}}
         ).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"),

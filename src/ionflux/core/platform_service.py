@@ -18,3 +18,7 @@ class PlatformService(Service):
         from ionflux.core.webhooks.api import router as webhooks_router
 
         return [platform_router, credentials_router, events_router, webhook_receiver, webhooks_router]
+
+    def body_limits(self) -> dict[str, int]:
+        # Webhook bodies have their own setting; the pipeline enforces it too, with its own metric.
+        return {"/webhooks/": self.platform.settings.webhook_max_body_bytes}

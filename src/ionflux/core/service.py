@@ -26,6 +26,11 @@ class Service:
     def routers(self) -> list[APIRouter]:
         return []
 
+    def body_limits(self) -> dict[str, int]:
+        """Request-body limits (bytes) by path prefix where this service needs more (or less) than
+        the app-wide IONFLUX_MAX_BODY_BYTES."""
+        return {}
+
     async def start(self) -> None:
         """Called after the platform (database, vault, bus) has started."""
 

@@ -16,7 +16,6 @@ Other services: `platform.services["llm"]` is an `interface.Embedder` (default m
 384 dimensions).
 
 Deployment note: budgets and per-minute limits are exact within one process (limits.py); run the LLM service
-in one process (`ionflux serve --only llm`) or accept per-process limits. Transcription uploads larger than
-IONFLUX_MAX_BODY_BYTES (1 MiB by default) are refused by the app-wide body limit: raise it to 26 MB where
-/v1/audio/transcriptions takes full-size files.
+in one process (`ionflux serve --only llm`) or accept per-process limits. /v1/audio/transcriptions declares its own
+body limit (26 MB: OpenAI's 25 MB of audio plus multipart framing) over the app-wide IONFLUX_MAX_BODY_BYTES.
 """

@@ -43,6 +43,10 @@ class LLMService(Service):
         self.orchestrator = LLMOrchestrator(self.settings, adapters, db=platform.db, vault=platform.vault,
                                             registry=platform.metrics.registry)
 
+    def body_limits(self) -> dict[str, int]:
+        # OpenAI's transcription limit is 25 MB of audio; the rest is multipart framing.
+        return {"/v1/audio/transcriptions": 26 * 1024 * 1024}
+
     def routers(self) -> list[APIRouter]:
         from ionflux.llm.api import build_router
         from ionflux.llm.openai_api import build_openai_router

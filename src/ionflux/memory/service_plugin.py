@@ -38,6 +38,10 @@ class MemoryService(Service):
     def routers(self) -> list[APIRouter]:
         return [memory_router(self.store)]
 
+    def body_limits(self) -> dict[str, int]:
+        # An upsert of 1,000 items of up to 3,072 dimensions as JSON floats; other routes are small anyway.
+        return {"/v1/memory/namespaces/": 64 * 1024 * 1024}
+
     async def start(self) -> None:
         await self.backend.start()
 
