@@ -11,6 +11,9 @@ chat completion that may already be paid for. Here it is a read error, which a P
 
 from __future__ import annotations
 
+import functools
+import ssl
+
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
@@ -18,9 +21,15 @@ from httpx_aiohttp import AiohttpTransport
 _SENT_THEN_DROPPED = (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every LLM transport of the process (each costs tens of ms to build)."""
+    return httpx.create_ssl_context()
+
+
 class LLMTransport(AiohttpTransport):
     def __init__(self) -> None:
-        super().__init__(limits=httpx.Limits(max_connections=1000, max_keepalive_connections=256))
+        super().__init__(verify=_tls(), limits=httpx.Limits(max_connections=1000, max_keepalive_connections=256))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
