@@ -23,6 +23,7 @@ from ionflux.core.models import OutboxEvent
 from ionflux.core.webhooks.models import WebhookDelivery
 
 BUSY_SECONDS = 30.0  # as long as the main engine's busy_timeout
+CHECKPOINT_SECONDS = 0.5
 INBOX: Table = WebhookDelivery.__table__  # type: ignore[assignment]
 OUTBOX: Table = OutboxEvent.__table__  # type: ignore[assignment]
 
@@ -47,6 +48,13 @@ class SqliteInboxStore:
         self.path = async_url.split(":///", 1)[1]
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ionflux-inbox")
         self._conn: sqlite3.Connection | None = None
+        # Checkpoints (copying the WAL into the database, with an fsync) run on their own thread and
+        # connection, never inside a request's commit: auto-checkpointing would stall every ~100th
+        # webhook (each writes a dozen b-tree pages) for as long as the disk takes to sync.
+        self._checkpointer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ionflux-inbox-checkpoint")
+        self._checkpoint_conn: sqlite3.Connection | None = None
+        self._checkpoint_due = 0.0
+        self._checkpointing = False
         self._inbox = _Encoder(INBOX, exclude=())
         self._outbox = _Encoder(OUTBOX, exclude=("seq",))
         # Identifiers come from our own table metadata; every value is a bound parameter.
@@ -61,9 +69,27 @@ class SqliteInboxStore:
     def _connect(self) -> sqlite3.Connection:
         # Autocommit mode: this store issues BEGIN IMMEDIATE / COMMIT itself. timeout=0: see _begin.
         conn = sqlite3.connect(self.path, timeout=0, isolation_level=None)
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "wal_autocheckpoint=0"):
             conn.execute(f"PRAGMA {pragma}")
         return conn
+
+    def _checkpoint(self) -> None:
+        try:
+            if self._checkpoint_conn is None:
+                self._checkpoint_conn = sqlite3.connect(self.path, timeout=5, isolation_level=None,
+                                                        check_same_thread=False)
+            self._checkpoint_conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass  # the next one catches up; other connections still checkpoint automatically
+        finally:
+            self._checkpointing = False
+
+    def _maybe_checkpoint(self) -> None:
+        now = time.monotonic()
+        if now >= self._checkpoint_due and not self._checkpointing:
+            self._checkpoint_due = now + CHECKPOINT_SECONDS
+            self._checkpointing = True
+            self._checkpointer.submit(self._checkpoint)
 
     def _write(self, rows: list[dict[str, Any]], events: list[dict[str, Any]]) -> set[str]:
         if self._conn is None:
@@ -83,6 +109,7 @@ class SqliteInboxStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        self._maybe_checkpoint()
         return inserted
 
     async def close(self) -> None:
@@ -90,6 +117,10 @@ class SqliteInboxStore:
             conn, self._conn = self._conn, None
             await asyncio.get_running_loop().run_in_executor(self._thread, conn.close)
         self._thread.shutdown(wait=False)
+        self._checkpointer.shutdown(wait=True)
+        if self._checkpoint_conn is not None:
+            self._checkpoint_conn.close()
+            self._checkpoint_conn = None
 
 
 class _Encoder:
