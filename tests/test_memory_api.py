@@ -52,12 +52,17 @@ async def test_templates_resolve_strictly(client: httpx.AsyncClient, workspace: 
     ok = await client.post(NS, headers=workspace.headers, json={
         "template": "emailwizard_instance_{{instance_id}}", "variables": {"instance_id": "42"}, "dimension": DIM})
     assert ok.status_code == 201 and ok.json()["name"] == "emailwizard_instance_42"
+    blueprint = await client.post(NS, headers=workspace.headers, json={
+        "template": "agent001_memory_for_workspace_{{workspace_id}}", "variables": {}, "dimension": DIM})
+    assert blueprint.status_code == 201, blueprint.text
+    assert blueprint.json()["name"] == f"agent001_memory_for_workspace_{workspace.id}"
     cases = [
         ({"template": "agent_{{agent_id}}", "variables": {"instance_id": "1"}}, "unknown variable"),
         ({"template": "agent_{{agent_id}}", "variables": {"agent_id": ""}}, "empty"),
         ({"template": "Agent_{{agent_id}}", "variables": {"agent_id": "x"}}, "not 1-64 characters"),
         ({"template": "a_{{agent_id}}", "variables": {"agent_id": "x/../y"}}, "not 1-64 characters"),
-        ({"template": "agent001_memory_for_workspace_{{workspace_id}}", "variables": {}}, "not 1-64 characters"),
+        ({"template": "agent001_memory_for_workspace_{{workspace_id}}_{{agent_id}}",
+          "variables": {"agent_id": "a-long-agent-identifier"}}, "not 1-64 characters"),
         ({"template": "agent_{{agent_id}", "variables": {"agent_id": "x"}}, "malformed placeholder"),
     ]
     for body, expected in cases:

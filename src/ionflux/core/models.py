@@ -20,6 +20,12 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def new_workspace_id() -> str:
+    # 32 hex characters, no dashes: workspace ids end up inside names with length limits (vector
+    # namespaces such as `agent001_memory_for_workspace_{{workspace_id}}` must fit in 64 characters).
+    return uuid.uuid4().hex
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
 
@@ -32,7 +38,7 @@ class TenantScoped:
 
 class Workspace(Base):
     __tablename__ = "workspaces"
-    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_workspace_id)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
