@@ -27,6 +27,7 @@ from ionflux.integrations.shopify.models import (
     ShopifySyncRun,
 )
 from ionflux.integrations.shopify.normalise import Order, Product
+from ionflux.integrations.shopify.privacy import Subject, redact_deliveries, redact_events
 from ionflux.integrations.shopify.records import SOURCE, redact_customer, upsert
 
 log = logging.getLogger("ionflux.shopify")
@@ -110,7 +111,12 @@ class ShopifyWebhookConsumer:
             else:
                 for order in orders:
                     order.data, order.customer_id = redact_customer(order.data), None
-                outcome = {"orders_redacted": len(orders)}
+                subject = Subject.of(customer_id, [*listed, *(o.shopify_id for o in orders)], email,
+                                     customer.get("phone"))
+                outcome = {"orders_redacted": len(orders),
+                           "webhook_deliveries_redacted": await redact_deliveries(session, connection_id, shop,
+                                                                                  subject),
+                           "events_redacted": await redact_events(session, connection_id, subject)}
                 action = "customer_redacted"
         session.add(ShopifyPrivacyRequest(event_id=event.id, connection_id=connection_id, shop_domain=shop,
                                           topic=topic, customer_id=customer_id, outcome=outcome,

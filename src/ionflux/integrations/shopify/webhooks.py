@@ -32,6 +32,9 @@ PRIVACY_TOPICS = frozenset({"customers/data_request", "customers/redact", "shop/
 def shape_payload(topic: str, raw: Any, *, pii: bool, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The event's `data.payload`: the typed record (when the topic has one), the raw payload, delivery facts."""
     h = headers or {}
+    # A request to erase a customer never publishes that customer's contact data (its own stored event
+    # could not be rewritten while it is being published); the consumer reads the raw request from the inbox.
+    pii = pii and topic != "customers/redact"
     out: dict[str, Any] = {
         "triggered_at": header(h, "x-shopify-triggered-at", "shopify-triggered-at"),
         "event_id": header(h, "x-shopify-event-id", "shopify-event-id"),
