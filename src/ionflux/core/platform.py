@@ -36,7 +36,7 @@ class Platform:
             db=db,
             vault=Vault.from_settings(settings, db),
             bus=EventBus.from_settings(settings, db, metrics),
-            workspaces=WorkspaceDirectory(db),
+            workspaces=WorkspaceDirectory(db, token_cache_seconds=settings.token_cache_seconds),
             metrics=metrics,
         )
 

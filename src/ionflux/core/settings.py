@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     relay_poll_seconds: float = Field(default=1.0, gt=0)
     relay_batch_size: int = Field(default=200, gt=0)
     processed_retention_days: int = Field(default=14, gt=0)
+    token_cache_seconds: float = Field(
+        default=5.0, ge=0, description="how long a verified API token is trusted without a lookup (0: never)")
+    credential_cache_seconds: float = Field(
+        default=5.0, ge=0, description="how long encrypted credential rows are kept in memory (0: never)")
     webhook_max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="largest webhook body accepted")
     webhook_retention_days: int = Field(default=8, gt=0, description="inbox rows (and dedupe keys) kept this long")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -32,8 +33,13 @@ class CreatedWorkspace:
 
 
 class WorkspaceDirectory:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, token_cache_seconds: float = 0.0) -> None:
         self.db = db
+        # Every API call authenticates: trust a verified token for a few seconds without a lookup.
+        # Revocation in this process clears it at once; in another process it takes effect within
+        # token_cache_seconds. Unknown tokens are never cached (a new token works at once).
+        self.token_cache_seconds = token_cache_seconds
+        self._verified: dict[str, tuple[float, str]] = {}
 
     async def create(self, name: str) -> CreatedWorkspace:
         name = name.strip()
@@ -58,6 +64,9 @@ class WorkspaceDirectory:
 
     async def workspace_for_token(self, token: str) -> str | None:
         digest = hash_token(token)
+        cached = self._verified.get(digest)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
         async with self.db.system() as session:
             row = (
                 await session.execute(
@@ -69,6 +78,10 @@ class WorkspaceDirectory:
         # The lookup is by hash (an index probe on a value the caller cannot steer); compare anyway.
         if row is None or not hmac.compare_digest(row.token_hash, digest):
             return None
+        if self.token_cache_seconds > 0:
+            if len(self._verified) > 10_000:
+                self._verified.clear()
+            self._verified[digest] = (time.monotonic() + self.token_cache_seconds, str(row.workspace_id))
         return str(row.workspace_id)
 
     async def revoke(self, workspace_id: str, prefix: str) -> int:
@@ -76,4 +89,5 @@ class WorkspaceDirectory:
             tokens = (await session.scalars(select(ApiToken).where(ApiToken.prefix == prefix))).all()
             for tok in tokens:
                 tok.revoked_at = utcnow()
-            return len(tokens)
+        self._verified.clear()
+        return len(tokens)

@@ -13,6 +13,7 @@ import builtins
 import json
 import logging
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -71,14 +72,25 @@ class _Sealed:
 
 
 class Vault:
-    def __init__(self, db: Database, keyring: Keyring, *, rotate_batch_size: int = 100) -> None:
+    def __init__(
+        self, db: Database, keyring: Keyring, *, rotate_batch_size: int = 100, cache_seconds: float = 0.0
+    ) -> None:
         self.db = db
         self.keyring = keyring
         self.rotate_batch_size = rotate_batch_size
+        # resolve() is on every provider call's path: keep the *encrypted* rows for a few seconds (they
+        # are still decrypted per call). A change made in this process clears it at once; one made by
+        # another process is seen within cache_seconds.
+        self.cache_seconds = cache_seconds
+        self._rows: dict[tuple[str, str, str], tuple[float, list[Credential]]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, db: Database) -> Vault:
-        return cls(db, keyring_from_settings(settings))
+        return cls(db, keyring_from_settings(settings), cache_seconds=settings.credential_cache_seconds)
+
+    def forget_cached(self) -> None:
+        """Drop cached credential rows (after a change, or when a caller changed rows directly)."""
+        self._rows.clear()
 
     async def put(
         self, workspace_id: str, provider: str, secrets: Mapping[str, str], *,
@@ -116,6 +128,7 @@ class Vault:
                 if attempt == 2:
                     raise
                 # A concurrent put created the row first: go round again and update it.
+        self.forget_cached()  # after the commit, so no resolve in between can re-cache the old row
         log.info("credential stored", extra={"workspace_id": workspace_id, "provider": provider,
                                              "credential": name, "fields": fields})
         return info
@@ -134,6 +147,7 @@ class Vault:
             if row is None:
                 raise _not_found(provider, name)
             await session.delete(row)
+        self.forget_cached()
         log.info("credential deleted", extra={"workspace_id": workspace_id, "provider": provider,
                                               "credential": name})
 
@@ -143,11 +157,7 @@ class Vault:
         A workspace credential that fails to open raises VaultError; it never falls back silently.
         """
         check_owner(provider, name)
-        async with self.db.system() as session:
-            rows = (await session.scalars(
-                select(Credential).where(Credential.workspace_id.in_([workspace_id, PLATFORM_WORKSPACE]),
-                                         Credential.provider == provider, Credential.name == name)
-            )).all()
+        rows = await self._candidates(workspace_id, provider, name)
         if not rows:
             raise NotFound(
                 f"no {provider!r} credential named {name!r}: neither this workspace nor the platform has one",
@@ -156,6 +166,22 @@ class Vault:
         row = next((r for r in rows if r.workspace_id == workspace_id), rows[0])
         source: Literal["workspace", "platform"] = "platform" if row.workspace_id == PLATFORM_WORKSPACE else "workspace"
         return ResolvedCredential(source, provider, name, await self._open(row))
+
+    async def _candidates(self, workspace_id: str, provider: str, name: str) -> list[Credential]:
+        key = (workspace_id, provider, name)
+        cached = self._rows.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        async with self.db.system() as session:
+            rows = list((await session.scalars(
+                select(Credential).where(Credential.workspace_id.in_([workspace_id, PLATFORM_WORKSPACE]),
+                                         Credential.provider == provider, Credential.name == name)
+            )).all())
+        if self.cache_seconds > 0:
+            if len(self._rows) > 10_000:
+                self._rows.clear()
+            self._rows[key] = (time.monotonic() + self.cache_seconds, rows)
+        return rows
 
     async def load_platform_credentials(
         self, settings: Settings | None = None, environ: Mapping[str, str] | None = None
@@ -193,6 +219,7 @@ class Vault:
         Old keys stay in the keyring: a server that read a row before rotation can still open it.
         """
         current = await self.keyring.rotate()
+        self.forget_cached()
         rewrapped, failed, after = 0, 0, ""
         while True:
             async with self.db.system() as session:
