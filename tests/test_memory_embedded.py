@@ -38,9 +38,15 @@ def _vectors(n: int, seed: int) -> np.ndarray:
 async def _assert_answers(memory: WorkspaceMemory, expected: dict[str, np.ndarray]) -> None:
     info = await memory.describe("m")
     assert info.count == len(expected)
-    for vid in list(expected)[:: max(1, len(expected) // 25)]:
-        hits = await memory.query("m", vector=expected[vid].tolist(), top_k=1)
-        assert hits[0].id == vid and hits[0].score > 0.999
+    # Above the exact threshold the graph answers, and HNSW is approximate (multi-threaded builds are
+    # not even deterministic): every sampled vector must be found among its top 10, and nearly all first.
+    sampled = list(expected)[:: max(1, len(expected) // 25)]
+    first = 0
+    for vid in sampled:
+        hits = await memory.query("m", vector=expected[vid].tolist(), top_k=10)
+        assert vid in [h.id for h in hits], vid
+        first += hits[0].id == vid and hits[0].score > 0.999
+    assert first >= 0.9 * len(sampled)
     fetched = {r.id: r for r in await memory.fetch("m", list(expected)[:50])}
     for vid, record in fetched.items():
         np.testing.assert_allclose(record.values, expected[vid], rtol=1e-6)
