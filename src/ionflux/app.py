@@ -31,7 +31,13 @@ def create_app(
             yield
             return
         async with platform_running(platform, services, relay=run_worker, consumers=run_worker):
-            yield
+            try:
+                yield
+            finally:
+                # The webhook pipeline (built on first use) holds its own inbox connection/thread.
+                pipeline = getattr(app.state, "webhooks", None)
+                if pipeline is not None:
+                    await pipeline.inbox.close()
 
     app = FastAPI(title="IONFLUX", version=__version__, lifespan=lifespan)
     app.state.platform = platform
