@@ -15,9 +15,8 @@ from ionflux.agents.context import Unavailable
 from ionflux.agents.definitions import AgentDefinition
 from ionflux.agents.loopback import Loopback
 from ionflux.agents.models import AgentConfigurationRow
-from ionflux.agents.ports import MemoryItem, MemoryMatch, NoConsent, SentMessage, address
-from ionflux.client.services import CONSENT_REASONS, HttpLLM, HttpShopify
-from ionflux.core.errors import Forbidden
+from ionflux.agents.ports import MemoryItem, MemoryMatch, SentMessage, address
+from ionflux.client.services import HttpLLM, HttpShopify, WhatsAppSender
 
 if TYPE_CHECKING:
     from ionflux.agents.runner import PortsFactory
@@ -43,33 +42,17 @@ class ServiceEmail:
         return SentMessage(message_id=result.message_id, status="refused" if result.refused else result.status)
 
 
-class ServiceWhatsApp:
+class ServiceWhatsApp(WhatsAppSender):
     """`WhatsAppPort` over the MessagingService's `Messaging` interface (channel "whatsapp")."""
 
     def __init__(self, messaging: Any, workspace_id: str) -> None:
         self._messaging, self._ws = messaging, workspace_id
 
-    async def _send(self, body: dict[str, Any]) -> SentMessage:
+    async def _post(self, body: dict[str, Any]) -> Mapping[str, Any]:
         from ionflux.messaging.validation import SendRequest
 
-        try:
-            view = await self._messaging.send(self._ws, "whatsapp", SendRequest.model_validate(body))
-        except Forbidden as exc:
-            if exc.details.get("reason") in CONSENT_REASONS:
-                raise NoConsent(exc.message) from None
-            raise
-        return SentMessage(message_id=str(view["id"]), status=str(view.get("status")))
-
-    async def send_text(self, *, to: str, body: str) -> SentMessage:
-        return await self._send({"to": to, "type": "text", "text": {"body": body}})
-
-    async def send_template(self, *, to: str, template: str, language: str,
-                            body_parameters: Sequence[str] = ()) -> SentMessage:
-        content: dict[str, Any] = {"name": template, "language": {"code": language}}
-        if body_parameters:
-            content["components"] = [{"type": "body", "parameters": [{"type": "text", "text": str(p)}
-                                                                      for p in body_parameters]}]
-        return await self._send({"to": to, "type": "template", "template": content})
+        view: Mapping[str, Any] = await self._messaging.send(self._ws, "whatsapp", SendRequest.model_validate(body))
+        return view
 
 
 class ServiceMemory:

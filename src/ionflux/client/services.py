@@ -4,6 +4,7 @@ reads (`/v1/shopify/connections/...`) and the configuration's state."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -103,13 +104,17 @@ class HttpEmail:
                            status="refused" if refused else str(result.get("status")))
 
 
-class HttpWhatsApp:
-    def __init__(self, client: IonfluxClient) -> None:
-        self._c = client
+class WhatsAppSender(ABC):
+    """`WhatsAppPort` built on one `_post(body)` that sends a `/v1/whatsapp/messages` body somewhere
+    (over HTTP here, to the in-process MessagingService in the agents bridge)."""
+
+    @abstractmethod
+    async def _post(self, body: dict[str, Any]) -> Mapping[str, Any]:
+        """Send one message body; return the message view (`id`, `status`)."""
 
     async def _send(self, body: dict[str, Any]) -> SentMessage:
         try:
-            view = await self._c.request("POST", "/v1/whatsapp/messages", json=body)
+            view = await self._post(body)
         except Forbidden as exc:
             if exc.details.get("reason") in CONSENT_REASONS:
                 raise NoConsent(exc.message) from None
@@ -126,6 +131,15 @@ class HttpWhatsApp:
             content["components"] = [{"type": "body", "parameters": [{"type": "text", "text": str(p)}
                                                                       for p in body_parameters]}]
         return await self._send({"to": to, "type": "template", "template": content})
+
+
+class HttpWhatsApp(WhatsAppSender):
+    def __init__(self, client: IonfluxClient) -> None:
+        self._c = client
+
+    async def _post(self, body: dict[str, Any]) -> Mapping[str, Any]:
+        view: Mapping[str, Any] = await self._c.request("POST", "/v1/whatsapp/messages", json=body)
+        return view
 
 
 class HttpShopify:
