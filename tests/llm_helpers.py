@@ -133,3 +133,22 @@ def sqlite_only(tmp_path: Path, sqlite_template: Path) -> str:
 
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0"
                        "gAAAABJRU5ErkJggg==")
+
+
+# Fixtures shared by the LLM test modules (import the functions; pytest registers them by `name`).
+@pytest.fixture(scope="module", name="module_sims")
+def module_llm_sims() -> Iterator[Sims]:
+    """One OpenAI + Anthropic simulator pair per test module."""
+    with running_sims() as s:
+        yield s
+
+
+@pytest.fixture(name="sims")
+def llm_sims(module_sims: Sims) -> Sims:
+    """The module's simulators, reset before each test."""
+    return reset(module_sims)
+
+
+@pytest.fixture(name="database_url")
+def sqlite_database_url(tmp_path: Path, sqlite_template: Path) -> str:
+    return sqlite_only(tmp_path, sqlite_template)

@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 
 from ionflux.core.platform import Platform
 from ionflux.sandbox.llm_common import count_tokens
-from tests.llm_helpers import PNG, LLMApp, Sims, llm_app, reset, running_sims, sqlite_only
+from tests.llm_helpers import (  # noqa: F401 - shared fixtures
+    PNG,
+    LLMApp,
+    Sims,
+    llm_app,
+    llm_sims,
+    module_llm_sims,
+    reset,
+    running_sims,
+    sqlite_database_url,
+    sqlite_only,
+)
 from tests.test_llm_simulators import wav_bytes
-
-
-@pytest.fixture
-def database_url(tmp_path: Path, sqlite_template: Path) -> str:
-    return sqlite_only(tmp_path, sqlite_template)
-
-
-@pytest.fixture(scope="module")
-def module_sims() -> Iterator[Sims]:
-    with running_sims() as s:
-        yield s
-
-
-@pytest.fixture
-def sims(module_sims: Sims) -> Sims:
-    return reset(module_sims)
 
 
 @pytest.fixture

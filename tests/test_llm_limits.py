@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -12,20 +12,9 @@ import pytest
 from ionflux.core.platform import Platform
 from ionflux.sandbox.llm_common import count_tokens
 from tests.conftest import ADMIN_TOKEN, WorkspaceHandle
-from tests.llm_helpers import PRICES, LLMApp, Sims, llm_app, reset, running_sims
+from tests.llm_helpers import PRICES, LLMApp, Sims, llm_app, llm_sims, module_llm_sims, reset, running_sims  # noqa: F401 - shared fixtures
 
 N = 50
-
-
-@pytest.fixture(scope="module")
-def module_sims() -> Iterator[Sims]:
-    with running_sims() as s:
-        yield s
-
-
-@pytest.fixture
-def sims(module_sims: Sims) -> Sims:
-    return reset(module_sims)
 
 
 @pytest.fixture

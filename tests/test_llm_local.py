@@ -7,7 +7,7 @@ import asyncio
 import math
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,29 +17,23 @@ from ionflux.core.platform import Platform
 from ionflux.llm.interface import DEFAULT_EMBEDDING_DIMENSION, DEFAULT_EMBEDDING_MODEL, Embedder
 from ionflux.llm.providers.local import LocalAdapter, LocalEmbeddingModel
 from ionflux.llm.settings import LLMSettings
-from tests.llm_helpers import LLMApp, Sims, llm_app, reset, running_sims, sqlite_only
+from tests.llm_helpers import (  # noqa: F401 - shared fixtures
+    LLMApp,
+    Sims,
+    llm_app,
+    llm_sims,
+    module_llm_sims,
+    reset,
+    running_sims,
+    sqlite_database_url,
+    sqlite_only,
+)
 
 
 @pytest.fixture(scope="session")
 def minilm() -> Any:
     """Loads the model once for the whole session (the service's process-wide cache keeps it)."""
     return LocalEmbeddingModel(LLMSettings().local_embedding_package).load()
-
-
-@pytest.fixture
-def database_url(tmp_path: Path, sqlite_template: Path) -> str:
-    return sqlite_only(tmp_path, sqlite_template)
-
-
-@pytest.fixture(scope="module")
-def module_sims() -> Iterator[Sims]:
-    with running_sims() as s:
-        yield s
-
-
-@pytest.fixture
-def sims(module_sims: Sims) -> Sims:
-    return reset(module_sims)
 
 
 @pytest.fixture

@@ -3,8 +3,7 @@ error code of the contract, reachable through POST /v1/llm/requests."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,26 +14,20 @@ from ionflux.sandbox import Fault
 from ionflux.sandbox.anthropic import anthropic_error_body
 from ionflux.sandbox.openai import openai_error_body
 from tests.conftest import ADMIN_TOKEN, WorkspaceHandle
-from tests.llm_helpers import LLMApp, Sims, llm_app, reset, running_sims, sqlite_only
+from tests.llm_helpers import (  # noqa: F401 - shared fixtures
+    LLMApp,
+    Sims,
+    llm_app,
+    llm_sims,
+    module_llm_sims,
+    reset,
+    running_sims,
+    sqlite_database_url,
+    sqlite_only,
+)
 
 FALLBACKS = {"openai:gpt-4o": ["anthropic:claude-3-haiku"]}
 CHAT = "/v1/chat/completions"
-
-
-@pytest.fixture
-def database_url(tmp_path: Path, sqlite_template: Path) -> str:
-    return sqlite_only(tmp_path, sqlite_template)
-
-
-@pytest.fixture(scope="module")
-def module_sims() -> Iterator[Sims]:
-    with running_sims() as s:
-        yield s
-
-
-@pytest.fixture
-def sims(module_sims: Sims) -> Sims:
-    return reset(module_sims)
 
 
 @pytest.fixture
