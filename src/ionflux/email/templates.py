@@ -6,6 +6,11 @@ between literal text, no `{% %}` control flow): every expression becomes a subst
 recipient gets just the rendered values. Providers that substitute server-side (SendGrid personalizations)
 then carry 1,000 recipients per request; the others fill the tags in locally. A template with control flow
 is rendered in full for each recipient.
+
+When every expression of a skeleton template (subject included) is a plain lookup (`{{ name }}`,
+`{{ customer.first_name }}`), a recipient whose data holds each looked-up value in plain dicts gets its values
+without Jinja: the same `str` / HTML escape Jinja applies to an output, with no code run. Anything else (a
+name missing from the data, a dict method's name, a filter, arithmetic) goes through the sandbox as before.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateError, nodes
 from jinja2.environment import Template
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markupsafe import escape
 
 from ionflux.core.errors import InvalidRequest
 
@@ -146,6 +152,79 @@ def _combined(subject: str, parts: list[_Part], separator: str) -> Template:
     return TEXT_ENV.template_class.from_code(TEXT_ENV, TEXT_ENV.compile(tree), TEXT_ENV.make_globals(None))
 
 
+Path = tuple[str, ...]  # a name, then attribute names: {{ a.b.c }} is ("a", "b", "c")
+_DICT_ATTRIBUTES = frozenset(dir(dict))  # Jinja's `d.items` is the method, not d["items"]
+_MISSING = object()
+
+
+def _path(node: nodes.Node) -> Path | None:
+    attributes: list[str] = []
+    while isinstance(node, nodes.Getattr):
+        attributes.append(node.attr)
+        node = node.node
+    if isinstance(node, nodes.Name) and node.ctx == "load" and node.name != "self":  # `self`: Jinja's own
+        return (node.name, *reversed(attributes))
+    return None
+
+
+def _subject_pieces(subject: str) -> list[str | Path] | None:
+    """The subject as literal text and lookups, or None when it holds anything else."""
+    pieces: list[str | Path] = []
+    for output in TEXT_ENV.parse(subject).body:
+        if not isinstance(output, nodes.Output):
+            return None
+        for node in output.nodes:
+            found = node.data if isinstance(node, nodes.TemplateData) else _path(node)
+            if found is None:
+                return None
+            pieces.append(found)
+    return pieces
+
+
+def _resolve(data: Mapping[str, Any], path: Path) -> Any:
+    """What Jinja would find for `path` in `data`, when that is a plain dict lookup; else _MISSING."""
+    value = data.get(path[0], _MISSING)
+    for attribute in path[1:]:
+        if type(value) is not dict or attribute in _DICT_ATTRIBUTES:
+            return _MISSING
+        value = value.get(attribute, _MISSING)
+    return value
+
+
+@dataclass(frozen=True)
+class _Lookups:
+    """A skeleton template whose every expression is a lookup: rendered by `str` / `escape`, without Jinja."""
+
+    subject: list[str | Path]
+    tags: list[tuple[str, Path, bool]]  # tag, what it shows, HTML-escaped
+
+    def render(self, data: Mapping[str, Any], bodies: dict[str, str | None]) -> Rendered | None:
+        subject: list[str] = []
+        for piece in self.subject:
+            if isinstance(piece, str):
+                subject.append(piece)
+                continue
+            value = _resolve(data, piece)
+            if value is _MISSING:
+                return None
+            subject.append(str(value))
+        substitutions: dict[str, str] = {}
+        size = 0
+        for tag, path, html in self.tags:
+            value = _resolve(data, path)
+            if value is _MISSING:
+                return None
+            text = str(escape(value)) if html else str(value)
+            size += len(text)
+            substitutions[tag] = text
+        if size > MAX_OUTPUT:
+            return None  # the sandboxed rendering says which part is too big
+        line = "".join(subject)
+        if "\n" in line or "\r" in line:
+            line = " ".join(line.split())
+        return Rendered(line, bodies["text"], bodies["html"], substitutions)
+
+
 @dataclass(frozen=True)
 class Rendered:
     subject: str
@@ -170,12 +249,28 @@ class CompiledTemplate:
         self.substitutable = skeleton and all(p.skeleton is not None for p in self.parts)
         self._separator = f"\x1f{secrets.token_hex(8)}\x1f"  # unguessable, so data cannot fake a boundary
         self._combined = _combined(source.subject, self.parts, self._separator) if self.substitutable else None
+        self._bodies: dict[str, str | None] = {"text": None, "html": None}
+        for part in self.parts:
+            self._bodies[part.name] = part.skeleton
+        self._lookups = self._plain_lookups(source.subject) if self.substitutable else None
+
+    def _plain_lookups(self, subject: str) -> _Lookups | None:
+        pieces = _subject_pieces(subject)
+        tags = [(tag, _path(expression), part.name == "html") for part in self.parts
+                for (tag, _), expression in zip(part.tags, part.expressions, strict=True)]
+        if pieces is None or any(path is None for _, path, _ in tags):
+            return None
+        return _Lookups(pieces, [(tag, path, html) for tag, path, html in tags if path is not None])
 
     def skeleton(self, name: str) -> str | None:
         part = next((p for p in self.parts if p.name == name), None)
         return part.skeleton if part else None
 
     def render(self, data: Mapping[str, Any]) -> Rendered:
+        if self._lookups is not None:
+            direct = self._lookups.render(data, self._bodies)
+            if direct is not None:
+                return direct
         if self._combined is not None:
             fast = self._render_combined(data)
             if fast is not None:
@@ -207,10 +302,7 @@ class CompiledTemplate:
         subject = values[0]
         if "\n" in subject or "\r" in subject:
             subject = " ".join(subject.split())
-        bodies: dict[str, str | None] = {"text": None, "html": None}
-        for part in self.parts:
-            bodies[part.name] = part.skeleton
-        return Rendered(subject, bodies["text"], bodies["html"],
+        return Rendered(subject, self._bodies["text"], self._bodies["html"],
                         {tag: value for (_, tag), value in zip(tags, values[1:], strict=True)})
 
 
