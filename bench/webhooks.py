@@ -166,7 +166,8 @@ def measure(
             ordered = sorted(runs[name], key=lambda r: r.accepted_per_s)
             results[name][c] = run = ordered[len(ordered) // 2]
             print(f"  {name:9} c={c:<3} {run.accepted_per_s:8.0f} accepted/s  p50 {run.p50_ms:6.2f} ms  "
-                  f"p99 {run.p99_ms:6.2f} ms  CPU {run.cpu_ms:5.2f} ms/req  non-2xx {run.non_2xx}  socket errors {run.socket_errors}  "
+                  f"p99 {run.p99_ms:6.2f} ms  CPU {run.cpu_ms:5.2f} ms/req  non-2xx {run.non_2xx}  "
+                  f"socket errors {run.socket_errors}  "
                   f"(rounds: {', '.join(f'{r.accepted_per_s:.0f}' for r in runs[name])})", flush=True)
     return results
 
