@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import uuid
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
@@ -21,7 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ionflux.core.db import Database
 from ionflux.core.errors import InvalidRequest
-from ionflux.core.models import new_id, utcnow
+from ionflux.core.models import utcnow
 from ionflux.llm.models import LLMUsage
 from ionflux.llm.routing import ModelRef
 from ionflux.llm.settings import Price
@@ -81,12 +83,14 @@ class UsageRecorder:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        # Row ids: a random prefix per recorder and a counter (unique across processes, no syscall per row).
+        self._ids = (f"{uuid.uuid4().hex[:20]}-{n}" for n in itertools.count())
 
     def record(self, workspace_id: str, *, request_id: str, user_id: str | None, task_type: str, model: str,
                status: str, usage: Usage, cost: float, latency_ms: float, attempts: int,
                key_source: str | None = None, error_code: str | None = None) -> None:
         self._pending.append({
-            "id": new_id(), "workspace_id": workspace_id, "request_id": request_id, "user_id": user_id,
+            "id": next(self._ids), "workspace_id": workspace_id, "request_id": request_id, "user_id": user_id,
             "task_type": task_type, "model": model, "status": status, "error_code": error_code,
             "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
             "cost_usd": cost, "latency_ms": round(latency_ms, 3), "attempts": attempts, "key_source": key_source,

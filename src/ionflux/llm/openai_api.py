@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ionflux.core.auth import WorkspaceId
 from ionflux.core.errors import InvalidRequest, IonfluxError
 from ionflux.core.observability import request_id_var
-from ionflux.llm.api import json_response, validation_error
+from ionflux.llm.api import caller_workspace, json_response, validation_error
 from ionflux.llm.gateway import CallContext
 from ionflux.llm.media import AUDIO_EXTENSIONS
 from ionflux.llm.service import LLMOrchestrator
@@ -147,7 +147,8 @@ def build_openai_router(llm: LLMOrchestrator) -> APIRouter:
                         top_p=body.top_p, stop=tuple(stop), user=body.user)
 
     @router.post("/v1/chat/completions")
-    async def chat_completions(request: Request, workspace_id: WorkspaceId) -> Response:
+    async def chat_completions(request: Request) -> Response:
+        workspace_id = await caller_workspace(request)
         body = parse(ChatCompletionIn, await request.body())
         chain = llm.chain_for(body.model)
         call = await to_call(body)
@@ -167,7 +168,8 @@ def build_openai_router(llm: LLMOrchestrator) -> APIRouter:
         })
 
     @router.post("/v1/embeddings")
-    async def embeddings(request: Request, workspace_id: WorkspaceId) -> Response:
+    async def embeddings(request: Request) -> Response:
+        workspace_id = await caller_workspace(request)
         body = parse(EmbeddingsIn, await request.body())
         texts = [body.input] if isinstance(body.input, str) else body.input
         if not texts or not all(isinstance(t, str) and t for t in texts):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-import httpx
 from fastapi import APIRouter
 
 from ionflux.core.service import Service
@@ -29,15 +28,14 @@ class LLMService(Service):
     embedding_model = DEFAULT_EMBEDDING_MODEL
     embedding_dimension = DEFAULT_EMBEDDING_DIMENSION
 
-    def __init__(self, platform: Platform, *, settings: LLMSettings | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, platform: Platform, *, settings: LLMSettings | None = None) -> None:
         super().__init__(platform)
         self.settings = settings or LLMSettings()
         http_metrics = provider_metrics()
         adapters: dict[str, ProviderAdapter] = {
-            "openai": OpenAICompatibleAdapter(OpenAISettings(), http_metrics, transport),
-            "anthropic": AnthropicAdapter(AnthropicSettings(), http_metrics, transport),
-            "deepseek": DeepSeekAdapter(DeepSeekSettings(), http_metrics, transport),
+            "openai": OpenAICompatibleAdapter(OpenAISettings(), http_metrics),
+            "anthropic": AnthropicAdapter(AnthropicSettings(), http_metrics),
+            "deepseek": DeepSeekAdapter(DeepSeekSettings(), http_metrics),
             "local": LocalAdapter(self.settings),
         }
         self.orchestrator = LLMOrchestrator(self.settings, adapters, db=platform.db, vault=platform.vault,

@@ -10,11 +10,11 @@ import base64
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-import httpx
 import orjson
 
 from ionflux.core.http import AuthStyle, ProviderHttpMetrics
-from ionflux.llm.providers.base import HttpProvider, ProviderAdapter, sse_events, stream_broken
+from ionflux.llm.providers.base import ProviderAdapter, stream_broken
+from ionflux.llm.providers.http import HttpProvider, sse_events
 from ionflux.llm.providers.openai_compat import llm_profile
 from ionflux.llm.settings import AnthropicSettings
 from ionflux.llm.types import ChatCall, ChatResult, FinishReason, Message, StreamDelta, Usage
@@ -49,11 +49,10 @@ class AnthropicAdapter(ProviderAdapter):
     name: ClassVar[str] = "anthropic"
     capabilities: ClassVar[frozenset[str]] = frozenset({"chat", "stream", "vision"})
 
-    def __init__(self, settings: AnthropicSettings, metrics: ProviderHttpMetrics,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, settings: AnthropicSettings, metrics: ProviderHttpMetrics) -> None:
         profile = llm_profile(self.name, settings, AuthStyle("x-api-key", None),
                               headers=(("anthropic-version", settings.version),))
-        self.http = HttpProvider(profile, metrics, transport)
+        self.http = HttpProvider(profile, metrics)
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -17,7 +17,8 @@ import orjson
 
 from ionflux.core.errors import ContentFiltered, InvalidRequest, IonfluxError
 from ionflux.core.http import AuthStyle, BreakerSpec, ProviderHttpMetrics, ProviderProfile, RetryPolicy, Timeouts
-from ionflux.llm.providers.base import HttpProvider, ProviderAdapter, parse_json, sse_events, stream_broken
+from ionflux.llm.providers.base import ProviderAdapter, stream_broken
+from ionflux.llm.providers.http import HttpProvider, parse_json, sse_events
 from ionflux.llm.settings import ProviderSettings
 from ionflux.llm.types import (
     ChatCall,
@@ -63,10 +64,8 @@ class OpenAICompatibleAdapter(ProviderAdapter):
     capabilities: ClassVar[frozenset[str]] = frozenset({"chat", "stream", "embed", "transcribe", "vision"})
     max_tokens_field: ClassVar[str] = "max_completion_tokens"
 
-    def __init__(self, settings: ProviderSettings, metrics: ProviderHttpMetrics,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.http = HttpProvider(llm_profile(self.name, settings, AuthStyle("Authorization", "Bearer")),
-                                 metrics, transport)
+    def __init__(self, settings: ProviderSettings, metrics: ProviderHttpMetrics) -> None:
+        self.http = HttpProvider(llm_profile(self.name, settings, AuthStyle("Authorization", "Bearer")), metrics)
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -178,11 +177,8 @@ class OpenAICompatibleAdapter(ProviderAdapter):
                 fields[name] = str(getattr(call, name))
         files = {"file": (call.audio.filename, call.audio.data, call.audio.media_type)}
         request = httpx.Request("POST", "http://multipart.invalid", data=fields, files=files)  # httpx's encoder
-        response = await self.http.client.request(
-            "POST", "/audio/transcriptions", content=request.read(),
-            headers={"content-type": request.headers["content-type"]}, credential=key,
-        )
-        data = parse_json(self.name, response)
+        answer = await self.http.post("/audio/transcriptions", request.read(), request.headers["content-type"], key)
+        data = parse_json(self.name, answer)
         if not isinstance(data, dict) or not isinstance(data.get("text"), str):
             raise stream_broken(self.name, "answered a transcription without text")
         return TranscriptionResult(call.model, data["text"])
