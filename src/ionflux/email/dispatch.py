@@ -9,9 +9,10 @@ was in flight when a process died: it is failed as ambiguous by `expire_claims` 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -30,6 +31,15 @@ from ionflux.email.suppressions import suppress
 
 log = logging.getLogger("ionflux.email")
 Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A message leased for sending: what the providers get, and what recording its outcome needs."""
+
+    message: OutboundMessage
+    batch_id: str | None
+    attempts: int
 
 
 @dataclass
@@ -71,55 +81,78 @@ class Dispatcher:
             raise ProviderFailure("auth", f"the {provider} credential cannot be used: {exc.message}") from None
         return Account(workspace_id, dict(resolved.secrets), resolved.source)
 
-    async def run(self, workspace_id: str, ids: Iterable[str], *, inline: bool = False) -> DispatchReport:
+    async def run(self, workspace_id: str, ids: Iterable[str], *, inline: bool = False,
+                  prepared: Mapping[str, OutboundMessage] | None = None) -> DispatchReport:
         """Send the due messages among `ids`. `inline`: the request that queued them sends them now, even
-        though their `next_attempt_at` still hides them from the worker (which is only the safety net)."""
+        though their `next_attempt_at` still hides them from the worker (which is only the safety net).
+        `prepared`: those messages as the request built them, so their rows are not read back.
+
+        Chunk by chunk, with one step of overlap: while a provider has chunk N, the outcomes of chunk N-1 are
+        recorded and chunk N+1 is claimed, so the sends never wait for the bookkeeping."""
         report = DispatchReport()
         ids = list(ids)
-        chain: list[str] | None = None
+        step = self.settings.dispatch_chunk
+        chunks = [ids[start:start + step] for start in range(0, len(ids), step)]
+        chain: list[str] = []
         accounts: dict[str, Account | ProviderFailure] = {}  # resolved once per run, not per chunk
-        for start in range(0, len(ids), self.settings.dispatch_chunk):
-            rows, batches = await self._claim(workspace_id, ids[start:start + self.settings.dispatch_chunk], inline)
-            if rows:
-                chain = chain or await self.chain(workspace_id)
-                await self._run_chunk(workspace_id, rows, batches, chain, accounts, report)
+        sent: tuple[list[Claimed], dict[str, tuple[str, Outcome]]] | None = None
+        claims = await self._claim(workspace_id, chunks[0], inline, prepared) if chunks else []
+        for index in range(len(chunks)):
+            if claims and not chain:
+                chain = await self.chain(workspace_id)
+            sending = asyncio.create_task(self._send_chunk(workspace_id, claims, chain, accounts))
+            following: list[Claimed] = []
+            try:
+                if sent is not None:
+                    await self._record(workspace_id, *sent, report)
+                    sent = None
+                if index + 1 < len(chunks):
+                    following = await self._claim(workspace_id, chunks[index + 1], inline, prepared)
+            finally:
+                results = await sending  # a send in flight is never abandoned
+            sent = (claims, results)
+            claims = following
+        if sent is not None:
+            await self._record(workspace_id, *sent, report)
         return report
 
-    async def _claim(self, workspace_id: str, ids: list[str], inline: bool) -> tuple[list[Any], dict[str, Any]]:
-        """Lease the due messages among `ids`; returns their rows (plain column tuples, no ORM objects: a chunk
-        is a thousand messages) and the bodies of the batches they belong to."""
+    async def _claim(self, workspace_id: str, ids: list[str], inline: bool,
+                     prepared: Mapping[str, OutboundMessage] | None) -> list[Claimed]:
+        """Lease the due messages among `ids` (one UPDATE … RETURNING); rows come back as column tuples, not
+        ORM objects (a chunk is a thousand messages), and not at all when the caller has them in memory."""
         now = self.clock()
         lease = now + timedelta(seconds=self.settings.claim_seconds)
         due = EmailMessage.next_attempt_at.is_not(None) if inline else EmailMessage.next_attempt_at <= now
+        claim = (update(EmailMessage)
+                 .where(EmailMessage.id.in_(ids), EmailMessage.status == "queued",
+                        EmailMessage.claimed_until.is_(None), due)
+                 .values(claimed_until=lease, attempts=EmailMessage.attempts + 1)
+                 .execution_options(synchronize_session=False))
         async with self.db.tenant(workspace_id) as session:
-            await session.execute(
-                update(EmailMessage)
-                .where(EmailMessage.id.in_(ids), EmailMessage.status == "queued", EmailMessage.claimed_until.is_(None),
-                       due)
-                .values(claimed_until=lease, attempts=EmailMessage.attempts + 1)
-                .execution_options(synchronize_session=False))
-            rows = list((await session.execute(
-                select(*_SENDING).where(EmailMessage.id.in_(ids), EmailMessage.claimed_until == lease))).all())
+            if prepared is not None:
+                rows = (await session.execute(claim.returning(EmailMessage.id, EmailMessage.batch_id,
+                                                              EmailMessage.attempts))).all()
+                return [Claimed(prepared[r.id], r.batch_id, r.attempts) for r in rows]
+            rows = (await session.execute(claim.returning(*_SENDING))).all()
             batch_ids = {r.batch_id for r in rows if r.batch_id}
             batches = {b.id: b for b in (await session.execute(
                 select(EmailBatch.id, EmailBatch.text, EmailBatch.html).where(EmailBatch.id.in_(batch_ids)))).all()
             } if batch_ids else {}
-        return rows, batches
+        return [Claimed(_outbound(r, batches.get(r.batch_id or "")), r.batch_id, r.attempts) for r in rows]
 
-    async def _run_chunk(self, workspace_id: str, rows: list[Any], batches: dict[str, Any], chain: list[str],
-                         accounts: dict[str, Account | ProviderFailure], report: DispatchReport) -> None:
-        outbound = {r.id: _outbound(r, batches.get(r.batch_id or "")) for r in rows}
+    async def _send_chunk(self, workspace_id: str, claims: list[Claimed], chain: list[str],
+                          accounts: dict[str, Account | ProviderFailure]) -> dict[str, tuple[str, Outcome]]:
         results: dict[str, tuple[str, Outcome]] = {}
-        pending = list(outbound)
+        pending = [c.message for c in claims]
         for provider_name in chain:
             if not pending:
                 break
-            outcomes = await self._send_via(workspace_id, provider_name, [outbound[i] for i in pending], accounts)
-            for message_id, outcome in zip(pending, outcomes, strict=True):
-                results[message_id] = (provider_name, outcome)
+            outcomes = await self._send_via(workspace_id, provider_name, pending, accounts)
+            for message, outcome in zip(pending, outcomes, strict=True):
+                results[message.id] = (provider_name, outcome)
             # Only what was certainly not accepted goes to the next provider.
-            pending = [i for i in pending if _unavailable(results[i][1])]
-        await self._record(workspace_id, rows, results, report)
+            pending = [m for m in pending if _unavailable(results[m.id][1])]
+        return results
 
     async def _send_via(self, workspace_id: str, name: str, messages: list[OutboundMessage],
                         accounts: dict[str, Account | ProviderFailure]) -> list[Outcome]:
@@ -143,38 +176,43 @@ class Dispatcher:
             outcomes.extend(await provider.send(account, messages[start:start + step]))
         return outcomes
 
-    async def _record(self, workspace_id: str, rows: list[Any], results: dict[str, tuple[str, Outcome]],
+    async def _record(self, workspace_id: str, claims: list[Claimed], results: dict[str, tuple[str, Outcome]],
                       report: DispatchReport) -> None:
-        """Outcomes in a few statements per chunk: one bulk UPDATE by primary key for the per-message columns,
-        one guarded UPDATE per status move (a provider event that landed meanwhile is never overwritten), and
-        the history rows and events in multi-row inserts."""
+        """Outcomes in a few statements per chunk: one UPDATE per provider request for the accepted messages
+        (they share its provider message id), one executemany by primary key for the others, one guarded UPDATE
+        per status move (a provider event that landed meanwhile is never overwritten), and the history rows and
+        events in multi-row inserts."""
+        if not results:
+            return
         now = self.clock()
-        claimed = {r.id: r for r in rows}
+        claimed = {c.message.id: c for c in claims}
+        table = cast(Table, EmailMessage.__table__)
         async with self.db.tenant(workspace_id) as session:
             current = dict((await session.execute(select(EmailMessage.id, EmailMessage.status).where(
                 EmailMessage.id.in_(list(results))))).all())
             recorder = StatusRecorder(session, workspace_id)
+            accepted: dict[tuple[str, str | None], list[str]] = defaultdict(list)
             changes: list[dict[str, Any]] = []
             moves: dict[tuple[str, str], list[str]] = defaultdict(list)
             bounced: list[tuple[str, str, str | None, str | None]] = []
+            sent = {name: Observation("sent", now, provider=name) for name in {p for p, _ in results.values()}}
             for message_id, (provider, outcome) in results.items():
-                row = claimed[message_id]
-                tracked = Tracked(message_id, row.batch_id, list(row.tags or []), current[message_id], now)
-                change: dict[str, Any] = {"id": message_id, "claimed_until": None}
+                claim = claimed[message_id]
+                tracked = Tracked(message_id, claim.batch_id, claim.message.tags, current[message_id], now)
                 if isinstance(outcome, Accepted):
-                    change.update(provider=provider, provider_message_id=outcome.provider_message_id,
-                                  next_attempt_at=None, last_error=None)
-                    recorder.record(tracked, Observation("sent", now, provider=provider))
+                    accepted[(provider, outcome.provider_message_id)].append(message_id)
+                    recorder.record(tracked, sent[provider])
                     for recipient, reason in outcome.refused:
                         recorder.record(tracked, Observation("bounced", now, recipient, provider, {"reason": reason}))
                         bounced.append((recipient, "bounce", reason, message_id))
                     report.sent += 1
                     report.by_provider[provider] = report.by_provider.get(provider, 0) + 1
                 else:
-                    change["last_error"] = f"{provider}: {outcome.message}"[:2000]
+                    change: dict[str, Any] = {"id": message_id, "claimed_until": None,
+                                              "last_error": f"{provider}: {outcome.message}"[:2000]}
                     transient = outcome.kind in ("throttled", "unavailable")
-                    if transient and row.attempts < self.settings.max_attempts:
-                        wait = outcome.retry_after or self.settings.retry_base_seconds * 2 ** (row.attempts - 1)
+                    if transient and claim.attempts < self.settings.max_attempts:
+                        wait = outcome.retry_after or self.settings.retry_base_seconds * 2 ** (claim.attempts - 1)
                         change["next_attempt_at"] = now + timedelta(seconds=min(wait, 3600))
                         report.requeued += 1
                     else:
@@ -182,13 +220,17 @@ class Dispatcher:
                         recorder.record(tracked, Observation("failed", now, provider=provider,
                                                              detail={"kind": outcome.kind, "error": outcome.message}))
                         report.failed += 1
-                changes.append(change)
+                    changes.append(change)
                 if tracked.status != current[message_id]:
                     moves[(current[message_id], tracked.status)].append(message_id)
-            for keys in {tuple(sorted(c)) for c in changes}:  # one executemany per shape of change
-                await session.execute(_update_by_id(workspace_id, keys),
-                                      [{f"v_{k}": v for k, v in c.items()}
-                                       for c in changes if tuple(sorted(c)) == keys])
+            for (provider, provider_message_id), ids in accepted.items():
+                await session.execute(
+                    update(table).where(table.c.workspace_id == workspace_id, table.c.id.in_(ids))
+                    .values(claimed_until=None, provider=provider, provider_message_id=provider_message_id,
+                            next_attempt_at=None, last_error=None))
+            if changes:
+                await session.execute(_update_by_id(workspace_id, ("claimed_until", "last_error", "next_attempt_at")),
+                                      [{f"v_{k}": v for k, v in c.items()} for c in changes])
             for (previous, new), ids in moves.items():
                 await session.execute(
                     update(EmailMessage).where(EmailMessage.id.in_(ids), EmailMessage.status == previous)
@@ -226,7 +268,7 @@ def _update_by_id(workspace_id: str, columns: tuple[str, ...]) -> Any:
     """A Core UPDATE by id for executemany (no ORM bookkeeping per row); the workspace is in its WHERE."""
     table = cast(Table, EmailMessage.__table__)
     return (update(table).where(table.c.workspace_id == workspace_id, table.c.id == bindparam("v_id"))
-            .values({name: bindparam(f"v_{name}") for name in columns if name != "id"}))
+            .values({name: bindparam(f"v_{name}") for name in columns}))
 
 
 def _outbound(row: Any, batch: Any) -> OutboundMessage:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +15,7 @@ from ionflux.core.errors import InvalidRequest, NotFound
 from ionflux.core.models import new_id, utcnow
 from ionflux.core.platform import Platform
 from ionflux.email.addresses import Address, parse_address, parse_addresses
+from ionflux.email.bulk import RowWriter
 from ionflux.email.compose import (
     check_headers,
     check_send_at,
@@ -25,6 +26,7 @@ from ionflux.email.compose import (
 )
 from ionflux.email.dispatch import Dispatcher
 from ionflux.email.models import EmailBatch, EmailMessage
+from ionflux.email.providers.base import OutboundMessage
 from ionflux.email.schemas import BatchRequest, BatchResult, RecipientResult, Refusal, SendRequest, SendResult
 from ionflux.email.settings import EmailSettings
 from ionflux.email.status import Observation, StatusRecorder, Tracked, aware
@@ -157,22 +159,25 @@ class EmailService:
             if replay is None:
                 raise
             return replay
-        result, ids, later = accepted
-        if result.idempotent_replay or not ids:
+        result, prepared, later = accepted
+        if result.idempotent_replay or not prepared:
             return result
         if later:
             self.wake()
             return result
-        await self.dispatcher.run(workspace_id, ids, inline=True)
+        await self.dispatcher.run(workspace_id, list(prepared), inline=True, prepared=prepared)
         return await self.batch_result(workspace_id, result.batch_id, result)
 
-    async def _accept_batch(self, workspace_id: str, request: BatchRequest) -> tuple[BatchResult, list[str], bool]:
+    async def _accept_batch(self, workspace_id: str, request: BatchRequest
+                            ) -> tuple[BatchResult, dict[str, OutboundMessage], bool]:
+        """Check, render and queue the batch in one transaction; returns the result so far and the accepted
+        messages as the providers take them (dispatch then needs not read back what was just written)."""
         now = self.clock()
         async with self.db.tenant(workspace_id) as session:
             if request.idempotency_key is not None:
                 replay = await self._replay_batch(session, request.idempotency_key)
                 if replay is not None:
-                    return replay, [], False
+                    return replay, {}, False
             sender = parse_address(request.sender, "from")
             reply_to = optional_address(request.reply_to, "reply_to")
             tags, headers = check_tags(request.tags), check_headers(request.headers)
@@ -198,8 +203,12 @@ class EmailService:
                 seen.add(address.key)
                 candidates.append((index, address, recipient.template_data))
             blocked = await suppressed_among(session, [a.email for _, a, _ in candidates])
-            rows: list[dict[str, Any]] = []
             links = self.links() if content.marketing else None
+            due = send_at or self._fallback_time(now)
+            rows = RowWriter(session, cast(Table, EmailMessage.__table__), _batch_constants(
+                workspace_id, batch_id, sender, reply_to, tags, content.template_id, content.marketing, send_at,
+                due, now), _BATCH_VARYING, shared=("headers",))
+            prepared: dict[str, OutboundMessage] = {}
             for index, address, data in candidates:
                 if address.key in blocked:
                     results.append(RecipientResult(index=index, email=address.email, message_id=None,
@@ -216,9 +225,14 @@ class EmailService:
                 if links is not None:
                     own_headers = {**headers, **links.headers(UnsubscribeClaim(workspace_id, address.email,
                                                                                 message_id))}
-                rows.append(_batch_row(workspace_id, batch_id, index, message_id, sender, reply_to, address, rendered,
-                                       template.substitutable, own_headers, tags, content,
-                                       send_at, send_at or self._fallback_time(now), now))
+                to = [address]
+                rows.add((message_id, index, [address.to_dict()], rendered.subject,
+                          None if template.substitutable else rendered.text,
+                          None if template.substitutable else rendered.html, rendered.substitutions, own_headers))
+                prepared[message_id] = OutboundMessage(
+                    id=message_id, workspace_id=workspace_id, sender=sender, to=to, subject=rendered.subject,
+                    text=rendered.text, html=rendered.html, substitutions=rendered.substitutions, reply_to=reply_to,
+                    headers=own_headers, tags=tags)
                 results.append(RecipientResult.model_construct(index=index, email=address.email,
                                                                message_id=message_id, status="queued", error=None))
             results.sort(key=lambda r: r.index)
@@ -229,13 +243,16 @@ class EmailService:
                 html=template.skeleton("html") if template.substitutable else None,
                 recipients=len(request.recipients), refused=refused, created_at=now))
             await session.flush()
-            if rows:
-                # A Core (table) insert: one executemany, without the ORM bulk path's per-row bookkeeping.
-                await session.execute(insert(cast(Table, EmailMessage.__table__)), rows)
-                await _record_queued(session, workspace_id, rows, now)
-            result = BatchResult(batch_id=batch_id, recipients=len(request.recipients), accepted=len(rows),
+            if prepared:
+                await rows.flush()
+                recorder = StatusRecorder(session, workspace_id)
+                queued = Observation("queued", now)
+                for message_id in prepared:
+                    recorder.record(Tracked(message_id, batch_id, tags, "queued", now), queued)
+                await recorder.flush()
+            result = BatchResult(batch_id=batch_id, recipients=len(request.recipients), accepted=len(prepared),
                                  refused=len(refused), results=results)
-            return result, [r["id"] for r in rows], send_at is not None
+            return result, prepared, send_at is not None
 
     async def _replay_batch(self, session: AsyncSession, key: str) -> BatchResult | None:
         row = await session.scalar(select(EmailBatch).where(EmailBatch.idempotency_key == key))
@@ -279,25 +296,17 @@ def _without(blocked: dict[str, str]) -> Callable[[list[Address]], list[Address]
     return lambda addresses: [a for a in addresses if a.key not in blocked]
 
 
-def _batch_row(workspace_id: str, batch_id: str, index: int, message_id: str, sender: Address, reply_to: Address | None,
-               to: Address, rendered: Any, substitutable: bool, headers: dict[str, str], tags: list[str],
-               content: Any, send_at: datetime | None, due: datetime, now: datetime) -> dict[str, Any]:
+_BATCH_VARYING = ("id", "batch_index", "to", "subject", "text", "html", "substitutions", "headers")
+
+
+def _batch_constants(workspace_id: str, batch_id: str, sender: Address, reply_to: Address | None, tags: list[str],
+                     template_id: str | None, marketing: bool, send_at: datetime | None, due: datetime,
+                     now: datetime) -> dict[str, Any]:
+    """The columns every message of a batch shares (the others are `_BATCH_VARYING`)."""
     return {
-        "id": message_id, "workspace_id": workspace_id, "batch_id": batch_id, "batch_index": index,
-        "idempotency_key": None,
-        "sender": sender.to_dict(), "to": [to.to_dict()], "cc": [], "bcc": [],
-        "reply_to": reply_to.to_dict() if reply_to else None, "subject": rendered.subject,
-        "text": None if substitutable else rendered.text, "html": None if substitutable else rendered.html,
-        "substitutions": rendered.substitutions, "headers": headers, "tags": tags, "tag_index": tag_index(tags),
-        "template_id": content.template_id, "marketing": content.marketing, "refused": [], "status": "queued",
-        "status_at": now, "provider": None, "provider_message_id": None, "last_error": None, "attempts": 0,
-        "send_at": send_at, "next_attempt_at": due, "claimed_until": None, "created_at": now,
+        "workspace_id": workspace_id, "batch_id": batch_id, "idempotency_key": None, "sender": sender.to_dict(),
+        "cc": [], "bcc": [], "reply_to": reply_to.to_dict() if reply_to else None, "tags": tags,
+        "tag_index": tag_index(tags), "template_id": template_id, "marketing": marketing, "refused": [],
+        "status": "queued", "status_at": now, "provider": None, "provider_message_id": None, "last_error": None,
+        "attempts": 0, "send_at": send_at, "next_attempt_at": due, "claimed_until": None, "created_at": now,
     }
-
-
-async def _record_queued(session: AsyncSession, workspace_id: str, rows: list[dict[str, Any]], now: datetime) -> None:
-    """The batch's `queued` history and events, without loading back the rows just inserted."""
-    recorder = StatusRecorder(session, workspace_id)
-    for row in rows:
-        recorder.record(Tracked(row["id"], row["batch_id"], row["tags"], "queued", now), Observation("queued", now))
-    await recorder.flush()

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ionflux.core.bus import emit_many
 from ionflux.core.bus.envelope import format_time
+from ionflux.email.bulk import RowWriter
 from ionflux.email.models import EmailStatusChange
 
 STATUSES = ("queued", "sent", "delivered", "opened", "clicked", "deferred", "bounced", "dropped", "failed",
@@ -27,6 +28,8 @@ STATUSES = ("queued", "sent", "delivered", "opened", "clicked", "deferred", "bou
 _RANK = {"queued": 0, "deferred": 1, "sent": 1, "delivered": 2, "opened": 3, "clicked": 4, "bounced": 5,
          "dropped": 5, "failed": 5, "complained": 6, "unsubscribed": 6}
 SOURCE = "/email"
+_HISTORY = ("message_id", "status", "at", "recipient", "provider", "detail")
+_NO_DETAIL: dict[str, Any] = {}  # one object for every history row without detail (processed once per flush)
 
 
 def advances(current: str, new: str) -> bool:
@@ -51,7 +54,7 @@ class Message(Protocol):
     status_at: datetime
 
 
-@dataclass
+@dataclass(slots=True)
 class Tracked:
     id: str
     batch_id: str | None
@@ -60,7 +63,7 @@ class Tracked:
     status_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Observation:
     status: str
     at: datetime
@@ -76,7 +79,7 @@ class StatusRecorder:
     def __init__(self, session: AsyncSession, workspace_id: str) -> None:
         self.session = session
         self.workspace_id = workspace_id
-        self._rows: list[dict[str, Any]] = []
+        self._history: list[tuple[str, str, datetime, str | None, str | None, dict[str, Any]]] = []
         self._events: list[tuple[str, dict[str, Any], str | None]] = []
         self._times: dict[datetime, str] = {}  # a batch records thousands of changes at the same moment
 
@@ -86,10 +89,8 @@ class StatusRecorder:
         moved = advances(previous, seen.status)
         if moved:
             message.status, message.status_at = seen.status, seen.at
-        self._rows.append({
-            "workspace_id": self.workspace_id, "message_id": message.id, "status": seen.status, "at": seen.at,
-            "recipient": seen.recipient, "provider": seen.provider, "detail": seen.detail or {},
-        })
+        self._history.append((message.id, seen.status, seen.at, seen.recipient, seen.provider,
+                              seen.detail or _NO_DETAIL))
         self._events.append((
             f"platform.email.events.messages.{seen.status}",
             {"message_id": message.id, "batch_id": message.batch_id, "status": seen.status,
@@ -106,9 +107,13 @@ class StatusRecorder:
         return text
 
     async def flush(self) -> None:
-        if self._rows:
-            rows, self._rows = self._rows, []
-            await self.session.execute(insert(cast(Table, EmailStatusChange.__table__)), rows)
+        if self._history:
+            history, self._history = self._history, []
+            writer = RowWriter(self.session, cast(Table, EmailStatusChange.__table__),
+                               {"workspace_id": self.workspace_id}, _HISTORY, shared=("at", "detail"))
+            for values in history:
+                writer.add(values)
+            await writer.flush()
         if self._events:
             events, self._events = self._events, []
             await emit_many(self.session, events, source=SOURCE)

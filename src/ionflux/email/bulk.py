@@ -1,0 +1,81 @@
+"""Multi-row inserts of values already in the driver's form, for the thousands of rows a batch writes at once.
+
+An executemany runs every value through its column type's bind processor (`json.dumps` for a JSON column,
+string formatting for a SQLite DATETIME), row after row, although most of a batch's values are the same in
+every row. `RowWriter` processes each constant once and each varying value once, with the column type's own
+processor for the session's dialect (so what is stored is what a plain insert stores), then inserts through
+parameters typed as the column (same SQL, same bind casts) that skip processing. The rows it sends are flat
+dicts of strings, numbers and datetimes, which also leaves the garbage collector nothing to walk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Table, bindparam, insert
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import NullType, TypeDecorator, TypeEngine
+
+
+class _Processed(TypeDecorator[Any]):
+    """A column's type, for values that have already been through its bind processor."""
+
+    impl: TypeEngine[Any] | type[TypeEngine[Any]] = NullType
+    cache_ok = True  # the cache key is the column type's (see `column_type`)
+
+    def __init__(self, column_type: TypeEngine[Any]) -> None:
+        super().__init__()
+        self.column_type = column_type
+        self.impl = column_type
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
+
+
+def _processor(table: Table, name: str, dialect: Dialect) -> Callable[[Any], Any] | None:
+    return table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+
+
+class RowWriter:
+    """Rows of `table` sharing `constants`, each adding `varying` values (in that order); `flush` inserts them.
+
+    A `shared` column's values recur across rows as the same objects (one observation time, one detail
+    dict): each distinct object is processed once."""
+
+    def __init__(self, session: AsyncSession, table: Table, constants: Mapping[str, Any], varying: Sequence[str],
+                 *, shared: Sequence[str] = ()) -> None:
+        dialect = session.get_bind().dialect
+        self.session = session
+        self.statement = insert(table).values({
+            name: bindparam(f"p_{name}", type_=_Processed(table.c[name].type)) for name in (*constants, *varying)})
+        self._constants: dict[str, Any] = {}
+        for name, value in constants.items():
+            process = _processor(table, name, dialect)
+            self._constants[f"p_{name}"] = value if process is None else process(value)
+        self._varying: list[tuple[str, Callable[[Any], Any] | None, dict[int, tuple[Any, Any]] | None]] = [
+            (f"p_{name}", _processor(table, name, dialect), {} if name in shared else None) for name in varying]
+        self._rows: list[dict[str, Any]] = []
+
+    def add(self, values: Sequence[Any]) -> None:
+        row = self._constants.copy()
+        for (key, process, seen), value in zip(self._varying, values, strict=True):
+            if process is None:
+                row[key] = value
+            elif seen is None:
+                row[key] = process(value)
+            else:
+                known = seen.get(id(value))  # holds `value`, so its id cannot be reused meanwhile
+                if known is None or known[0] is not value:
+                    known = seen[id(value)] = (value, process(value))
+                row[key] = known[1]
+        self._rows.append(row)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    async def flush(self) -> None:
+        rows, self._rows = self._rows, []
+        if rows:
+            await self.session.execute(self.statement, rows)
