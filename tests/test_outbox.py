@@ -152,6 +152,37 @@ async def test_consumer_seeing_an_event_twice_acts_once(database: Database, bus:
     assert (made, markers) == (3, 3)
 
 
+async def test_a_batch_is_one_transaction_and_a_bad_event_fails_only_itself(database: Database,
+                                                                              bus: EventBus) -> None:
+    sessions: dict[str, int] = {}
+
+    async def maker(event: Event, session: AsyncSession) -> None:
+        sessions[event.id] = id(session)
+        if event.data.get("bad"):
+            raise ValueError("this event is bad")
+        session.add(Workspace(id=f"from-{event.id}", name="made by a consumer"))
+
+    bus.subscribe("batch-maker", [TOPIC], maker)
+    good = [Event(type=TOPIC, data={"n": i}, workspace_id="ws-1") for i in range(4)]
+    assert await bus.transport.publish(good) == [None] * 4
+    assert len(set(sessions.values())) == 1  # the four events went through one transaction
+    sessions.clear()
+    bad = Event(type=TOPIC, data={"bad": True}, workspace_id="ws-1")
+    mixed = [Event(type=TOPIC, data={}, workspace_id="ws-1"), bad, Event(type=TOPIC, data={}, workspace_id="ws-1")]
+    outcomes = await bus.transport.publish(mixed)
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], PublishFailure) and "batch-maker: ValueError: this event is bad" in outcomes[1].error
+    async with database.system() as s:
+        made = set((await s.scalars(select(Workspace.id).where(Workspace.id.like("from-%")))).all())
+        marked = set((await s.scalars(select(ProcessedEvent.event_id))).all())
+    expected = {e.id for e in [*good, mixed[0], mixed[2]]}
+    assert made == {f"from-{i}" for i in expected} and marked == expected  # nothing of the bad event kept
+    # Published again (as the relay retries), only the bad event's handler runs.
+    sessions.clear()
+    assert (await bus.transport.publish(mixed))[1] is not None
+    assert set(sessions) == {bad.id}
+
+
 async def test_handler_failure_rolls_back_its_writes_and_the_marker(database: Database, bus: EventBus) -> None:
     attempts: list[int] = []
 

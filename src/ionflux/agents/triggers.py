@@ -29,6 +29,7 @@ from ionflux.core.db import Database
 from ionflux.core.models import utcnow
 
 log = logging.getLogger(__name__)
+_ACTIVE = "ionflux.agents.active_configurations"
 SOURCE_PREFIX = "ionflux.agents/"  # events an agent run publishes carry its configuration id here
 
 
@@ -65,11 +66,17 @@ class EventTriggers:
                 log.warning("a stored agent definition does not parse; its triggers are not subscribed")
 
     async def _handle(self, pattern: str, event: Event, session: AsyncSession) -> None:
-        configurations = (await session.scalars(
-            select(AgentConfigurationRow).where(AgentConfigurationRow.status == "active"))).all()
+        # The bus hands a consumer several events of a workspace in one transaction: the active
+        # configurations (and their definitions) are read once for all of them.
+        cached = session.info.get(_ACTIVE)
+        if cached is None:
+            configurations = (await session.scalars(
+                select(AgentConfigurationRow).where(AgentConfigurationRow.status == "active"))).all()
+            definitions = await self._definitions(session, {c.definition_id for c in configurations})
+            session.info[_ACTIVE] = cached = (configurations, definitions)
+        configurations, definitions = cached
         if not configurations:
             return
-        definitions = await self._definitions(session, {c.definition_id for c in configurations})
         enqueued = 0
         for cfg in configurations:
             definition = definitions.get(cfg.definition_id)

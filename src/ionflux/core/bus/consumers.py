@@ -3,6 +3,10 @@
 Delivery is at-least-once; a consumer acts once per event id because its handler runs in the same
 tenant transaction that inserts the `ProcessedEvent(consumer, event_id)` marker: the insert comes
 first, so a concurrent duplicate waits on the primary key and then finds the marker.
+
+A handler's effects are the writes it makes in the session it is given (work for later, such as an
+agent run, is enqueued as rows): `deliver_many` relies on that to run several events of one workspace
+in one transaction and, if any of them fails, to roll them all back and run them one by one.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import delete, insert
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -80,6 +85,48 @@ async def deliver_once(db: Database, sub: Subscription, event: Event, metrics: M
         raise
     _count(metrics, sub.name, "handled")
     return True
+
+
+async def deliver_many(db: Database, sub: Subscription, events: list[Event],
+                       metrics: Metrics | None = None) -> list[Exception | None]:
+    """`deliver_once` for several events of one workspace, in order, in one transaction.
+
+    One multi-row marker insert (skipping events already processed) and one commit instead of one
+    transaction per event. If anything fails, the whole transaction is rolled back and each event is
+    delivered alone, so one bad event fails only itself. Returns each event's failure (None: done).
+    """
+    if len(events) < 2:
+        return [await _outcome(deliver_once(db, sub, e, metrics)) for e in events]
+    workspace = events[0].workspace_id
+    if any(e.workspace_id != workspace for e in events):
+        raise ValueError("deliver_many takes the events of one workspace")
+    now = utcnow()
+    dialect = sqlite if db.is_sqlite else postgresql
+    markers = dialect.insert(ProcessedEvent).on_conflict_do_nothing().returning(ProcessedEvent.event_id)
+    rows = [{"consumer": sub.name, "event_id": e.id, "workspace_id": workspace, "processed_at": now} for e in events]
+    try:
+        async with db.tenant(workspace) as session:
+            fresh = set((await session.scalars(markers, rows)).all())
+            handled = []
+            for event in events:
+                handled.append(event.id in fresh)
+                if handled[-1]:
+                    fresh.discard(event.id)  # the same event twice in a batch acts once
+                    await sub.handler(event, session)
+    except Exception:
+        log.info("consumer %s: a batch of %d events failed; delivering them one by one", sub.name, len(events))
+        return [await _outcome(deliver_once(db, sub, e, metrics)) for e in events]
+    for ran in handled:
+        _count(metrics, sub.name, "handled" if ran else "duplicate")
+    return [None] * len(events)
+
+
+async def _outcome(delivery: Awaitable[bool]) -> Exception | None:
+    try:
+        await delivery
+    except Exception as exc:
+        return exc
+    return None
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -1,5 +1,9 @@
 """`embedded://`: publishing an event means handing it to the matching in-process consumers.
 
+A relay batch is split into workspaces; each consumer takes its matching events of a workspace in
+one transaction (`deliver_many`), in outbox order, and for every event the consumers run in
+subscription order.
+
 A consumer that raises makes the publish of that event fail, so the relay retries it with backoff;
 consumers that already succeeded skip it by idempotency. After `max_deliveries` failures the outbox
 row is marked `dead` with the consumer named in `last_error`: the embedded dead-letter. Failures of
@@ -13,7 +17,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-from ionflux.core.bus.consumers import Subscription, deliver_once, is_transient
+from ionflux.core.bus.consumers import Subscription, deliver_many, is_transient
 from ionflux.core.bus.envelope import Event
 from ionflux.core.bus.relay import PublishFailure, PublishOutcome
 from ionflux.core.db import Database
@@ -39,43 +43,49 @@ class EmbeddedTransport:
         self.max_deliveries = max_deliveries
         self.metrics = metrics
         self.concurrency = concurrency  # workspaces dispatched at once (keep under the DB pool size)
+        # Events per consumer transaction. On SQLite the transaction holds the only write lock from its
+        # first statement, so it is kept short enough not to stall the webhook inbox behind it.
+        self.chunk = 16 if db.is_sqlite else 128
 
     async def publish(self, events: Sequence[Event]) -> list[PublishOutcome]:
         # Each workspace's events reach each consumer in outbox order. On PostgreSQL, workspaces are
         # dispatched concurrently (their commits overlap); SQLite has one writer, so one at a time.
-        outcomes: list[PublishOutcome] = [None] * len(events)
-        if self.db.is_sqlite:
-            for i, event in enumerate(events):
-                outcomes[i] = await self._dispatch(event)
-            return outcomes
+        failures: list[list[tuple[str, Exception]]] = [[] for _ in events]
         lanes: dict[str, list[int]] = defaultdict(list)
         for i, event in enumerate(events):
             lanes[event.workspace_id].append(i)
-        gate = asyncio.Semaphore(self.concurrency)
+        subscriptions = list(self.subscriptions())
 
         async def run_lane(indexes: list[int]) -> None:
-            async with gate:
-                for i in indexes:
-                    outcomes[i] = await self._dispatch(events[i])
+            for sub in subscriptions:
+                mine = [i for i in indexes if sub.matches(events[i].type)]
+                for start in range(0, len(mine), self.chunk):
+                    chunk = mine[start:start + self.chunk]
+                    outcomes = await deliver_many(self.db, sub, [events[i] for i in chunk], self.metrics)
+                    for i, outcome in zip(chunk, outcomes, strict=True):
+                        if outcome is not None:
+                            log.warning("consumer %s failed on event %s (%s)", sub.name, events[i].id,
+                                        events[i].type, exc_info=outcome)
+                            failures[i].append((sub.name, outcome))
 
-        await asyncio.gather(*(run_lane(indexes) for indexes in lanes.values()))
-        return outcomes
+        if self.db.is_sqlite:
+            for indexes in lanes.values():
+                await run_lane(indexes)
+        else:
+            gate = asyncio.Semaphore(self.concurrency)
 
-    async def _dispatch(self, event: Event) -> PublishOutcome:
-        failures: list[str] = []
-        transient = False
-        for sub in self.subscriptions():
-            if not sub.matches(event.type):
-                continue
-            try:
-                await deliver_once(self.db, sub, event, self.metrics)
-            except Exception as exc:
-                log.warning("consumer %s failed on event %s (%s)", sub.name, event.id, event.type,
-                            exc_info=True)
-                failures.append(f"consumer {sub.name}: {type(exc).__name__}: {exc}")
-                transient = transient or is_transient(exc)
+            async def gated(indexes: list[int]) -> None:
+                async with gate:
+                    await run_lane(indexes)
+
+            await asyncio.gather(*(gated(indexes) for indexes in lanes.values()))
+        return [self._outcome(f) for f in failures]
+
+    def _outcome(self, failures: list[tuple[str, Exception]]) -> PublishOutcome:
         if not failures:
             return None
         # Database trouble (not the consumer's logic) is retried with backoff without spending one of
         # the event's deliveries, so an outage never dead-letters healthy events.
-        return PublishFailure("; ".join(failures), dead_after=None if transient else self.max_deliveries)
+        transient = any(is_transient(exc) for _, exc in failures)
+        return PublishFailure("; ".join(f"consumer {name}: {type(exc).__name__}: {exc}" for name, exc in failures),
+                              dead_after=None if transient else self.max_deliveries)
