@@ -23,7 +23,7 @@ _PLAIN = re.compile(rf"([{ATEXT}]+(?:\.[{ATEXT}]+)*)@([A-Za-z0-9.-]+)\Z")
 _RESERVED_LOCAL = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)  # the validator lower-cases these local parts
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Address:
     email: str  # normalised (domain lower-cased, IDNA-checked)
     name: str | None = None

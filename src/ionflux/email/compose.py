@@ -13,6 +13,8 @@ from ionflux.core.errors import InvalidRequest, NotFound
 from ionflux.email.addresses import Address, parse_address
 from ionflux.email.models import EmailTemplate
 from ionflux.email.providers.mime import RESERVED_HEADERS
+from ionflux.email.settings import EmailSettings
+from ionflux.email.status import aware
 from ionflux.email.templates import TemplateSource
 
 TAG = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what SES tag values and SendGrid categories both accept
@@ -57,6 +59,16 @@ def check_send_at(send_at: datetime | None, now: datetime) -> datetime | None:
     if moment - now > MAX_SCHEDULE:
         raise InvalidRequest("send_at: at most 30 days ahead", field="send_at")
     return moment if moment > now else None
+
+
+def fallback_time(settings: EmailSettings, now: datetime) -> datetime:
+    """When the worker takes over a message due now, should the request that queued it die before sending."""
+    return now + timedelta(seconds=settings.claim_seconds)
+
+
+def idempotency_expired(settings: EmailSettings, created_at: datetime, now: datetime) -> bool:
+    """An idempotency key older than the window is free again."""
+    return aware(created_at) < now - timedelta(hours=settings.idempotency_hours)
 
 
 def optional_address(value: Any, field: str) -> Address | None:

@@ -225,7 +225,7 @@ class _Lookups:
         return Rendered(line, bodies["text"], bodies["html"], substitutions)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rendered:
     subject: str
     text: str | None

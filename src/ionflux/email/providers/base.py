@@ -8,6 +8,7 @@ nothing was accepted, so another provider may send it), `throttled` (try the sam
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -16,7 +17,7 @@ from ionflux.email.addresses import Address
 FailureKind = Literal["unavailable", "throttled", "rejected", "auth", "ambiguous"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OutboundMessage:
     id: str  # ours: the Message-ID's left part, SendGrid custom_args, SES tags
     workspace_id: str
@@ -26,8 +27,8 @@ class OutboundMessage:
     text: str | None = None  # may hold substitution tags, filled from `substitutions`
     html: str | None = None
     substitutions: dict[str, str] = field(default_factory=dict)
-    cc: list[Address] = field(default_factory=list)
-    bcc: list[Address] = field(default_factory=list)
+    cc: Sequence[Address] = ()
+    bcc: Sequence[Address] = ()
     reply_to: Address | None = None
     headers: dict[str, str] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
