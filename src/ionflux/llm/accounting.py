@@ -84,7 +84,8 @@ class UsageRecorder:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         # Row ids: a random prefix per recorder and a counter (unique across processes, no syscall per row).
-        self._ids = (f"{uuid.uuid4().hex[:20]}-{n}" for n in itertools.count())
+        prefix = uuid.uuid4().hex[:20]
+        self._ids = (f"{prefix}-{n}" for n in itertools.count())
 
     def record(self, workspace_id: str, *, request_id: str, user_id: str | None, task_type: str, model: str,
                status: str, usage: Usage, cost: float, latency_ms: float, attempts: int,

@@ -72,7 +72,9 @@ class HttpProvider:
         """The session, made on first use: aiohttp binds it to the running loop."""
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=1000, ssl=_tls())
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+            # No cookie jar: a provider's cookies must not travel from one workspace's call to another's.
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
+                                                  cookie_jar=aiohttp.DummyCookieJar())
         return self._session
 
     async def aclose(self) -> None:
