@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -181,6 +181,24 @@ async def test_a_batch_is_one_transaction_and_a_bad_event_fails_only_itself(data
     sessions.clear()
     assert (await bus.transport.publish(mixed))[1] is not None
     assert set(sessions) == {bad.id}
+
+
+async def test_only_outbox_backed_consumer_commits_skip_the_flush(database: Database, bus: EventBus) -> None:
+    seen: dict[str, str] = {}
+
+    async def record(event: Event, session: AsyncSession) -> None:
+        seen[event.id] = "n/a" if database.is_sqlite else str(await session.scalar(text("SHOW synchronous_commit")))
+
+    sub = bus.subscribe("durability", [TOPIC], record)
+    embedded = [Event(type=TOPIC, data={}, workspace_id="ws-1") for _ in range(3)]
+    assert await bus.transport.publish(embedded[:1]) == [None]
+    assert await bus.transport.publish(embedded[1:]) == [None, None]
+    broker = Event(type=TOPIC, data={}, workspace_id="ws-1")
+    assert await deliver_once(database, sub, broker) is True  # as the RabbitMQ consumer calls it
+    if database.is_sqlite:
+        return
+    assert [seen[e.id] for e in embedded] == ["off"] * 3  # the outbox row is redelivered if this is lost
+    assert seen[broker.id] == "on"  # a broker delivery is acknowledged after this commit: it must be on disk
 
 
 async def test_handler_failure_rolls_back_its_writes_and_the_marker(database: Database, bus: EventBus) -> None:

@@ -63,10 +63,18 @@ class _AlreadyProcessed(Exception):
     pass
 
 
-async def deliver_once(db: Database, sub: Subscription, event: Event, metrics: Metrics | None = None) -> bool:
-    """Run `sub`'s handler for `event` unless it already ran. True if it ran now; raises if it failed."""
+async def deliver_once(db: Database, sub: Subscription, event: Event, metrics: Metrics | None = None, *,
+                       outbox_backed: bool = False) -> bool:
+    """Run `sub`'s handler for `event` unless it already ran. True if it ran now; raises if it failed.
+
+    `outbox_backed`: the event's outbox row stays pending until this commit is followed by the relay's
+    mark, so the commit need not wait for its flush (`Database.skip_commit_flush`). Not for a broker
+    delivery, which is acknowledged (and gone) after the commit.
+    """
     try:
         async with db.tenant(event.workspace_id) as session:
+            if outbox_backed:
+                await db.skip_commit_flush(session)
             try:  # a Core insert: the unit of work costs more than the handler in small transactions
                 await session.execute(
                     insert(ProcessedEvent).values(
@@ -89,14 +97,15 @@ async def deliver_once(db: Database, sub: Subscription, event: Event, metrics: M
 
 async def deliver_many(db: Database, sub: Subscription, events: list[Event],
                        metrics: Metrics | None = None) -> list[Exception | None]:
-    """`deliver_once` for several events of one workspace, in order, in one transaction.
+    """`deliver_once` for several outbox events of one workspace, in order, in one transaction.
 
     One multi-row marker insert (skipping events already processed) and one commit instead of one
     transaction per event. If anything fails, the whole transaction is rolled back and each event is
     delivered alone, so one bad event fails only itself. Returns each event's failure (None: done).
+    For the embedded transport: the commits are `outbox_backed` (see `deliver_once`).
     """
     if len(events) < 2:
-        return [await _outcome(deliver_once(db, sub, e, metrics)) for e in events]
+        return [await _outcome(deliver_once(db, sub, e, metrics, outbox_backed=True)) for e in events]
     workspace = events[0].workspace_id
     if any(e.workspace_id != workspace for e in events):
         raise ValueError("deliver_many takes the events of one workspace")
@@ -106,6 +115,7 @@ async def deliver_many(db: Database, sub: Subscription, events: list[Event],
     rows = [{"consumer": sub.name, "event_id": e.id, "workspace_id": workspace, "processed_at": now} for e in events]
     try:
         async with db.tenant(workspace) as session:
+            await db.skip_commit_flush(session)
             fresh = set((await session.scalars(markers, rows)).all())
             handled = []
             for event in events:
@@ -115,7 +125,7 @@ async def deliver_many(db: Database, sub: Subscription, events: list[Event],
                     await sub.handler(event, session)
     except Exception:
         log.info("consumer %s: a batch of %d events failed; delivering them one by one", sub.name, len(events))
-        return [await _outcome(deliver_once(db, sub, e, metrics)) for e in events]
+        return [await _outcome(deliver_once(db, sub, e, metrics, outbox_backed=True)) for e in events]
     for ran in handled:
         _count(metrics, sub.name, "handled" if ran else "duplicate")
     return [None] * len(events)

@@ -134,6 +134,8 @@ class OutboxRelay:
                     await self._record(session, claimed, outcomes)
                 return len(claimed)
             async with self.db.system() as session:
+                # A mark lost in a crash means the batch is published again: consumers are idempotent.
+                await self.db.skip_commit_flush(session)
                 rows = await self._claim(session, lock=True)
                 claimed = [(r.seq, r.attempts, Event.from_row(r)) for r in rows]
                 if not claimed:
