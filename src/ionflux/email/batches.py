@@ -9,7 +9,7 @@ has come. Per-recipient results stay plain tuples until the answer is built.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -40,11 +40,37 @@ from ionflux.email.schemas import BatchRequest, BatchResult, RecipientResult
 from ionflux.email.settings import EmailSettings
 from ionflux.email.status import Observation, StatusRecorder, Tracked
 from ionflux.email.suppressions import suppressed_among
-from ionflux.email.templates import CompiledTemplate
+from ionflux.email.templates import CompiledTemplate, Rendered
 from ionflux.email.unsubscribe import UnsubscribeClaim, UnsubscribeLinks
 
 Outcome = tuple[int, str, str | None, str, str | None]  # index, email, message id, status, error
 _VARYING = ("id", "batch_index", "to", "subject", "text", "html", "substitutions", "headers")
+
+
+class Prepared(Mapping[str, OutboundMessage]):
+    """A batch's queued messages as the providers take them, kept as plain values (strings and string dicts,
+    which the garbage collector does not track) and built when dispatch claims them, a chunk at a time."""
+
+    def __init__(self, workspace_id: str, sender: Address, reply_to: Address | None, tags: list[str]) -> None:
+        self.workspace_id, self.sender, self.reply_to, self.tags = workspace_id, sender, reply_to, tags
+        self._messages: dict[str, tuple[str, str | None, str, str | None, str | None, dict[str, str],
+                                        dict[str, str]]] = {}
+
+    def add(self, message_id: str, to: Address, rendered: Rendered, headers: dict[str, str]) -> None:
+        self._messages[message_id] = (to.email, to.name, rendered.subject, rendered.text, rendered.html,
+                                      rendered.substitutions, headers)
+
+    def __getitem__(self, message_id: str) -> OutboundMessage:
+        email, name, subject, text, html, substitutions, headers = self._messages[message_id]
+        return OutboundMessage(id=message_id, workspace_id=self.workspace_id, sender=self.sender,
+                               to=[Address(email, name)], subject=subject, text=text, html=html,
+                               substitutions=substitutions, reply_to=self.reply_to, headers=headers, tags=self.tags)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._messages)
+
+    def __len__(self) -> int:
+        return len(self._messages)
 
 
 @dataclass
@@ -54,7 +80,7 @@ class _Queued:
     batch_id: str
     recipients: int
     outcomes: list[Outcome]
-    prepared: dict[str, OutboundMessage]
+    prepared: Prepared
     later: bool  # scheduled: the worker sends it
 
     def result(self, statuses: Mapping[str, str] | None = None) -> BatchResult:
@@ -117,26 +143,27 @@ class BatchSender:
             template = CompiledTemplate(content.source, skeleton=True)
             batch_id = new_id()
             outcomes: list[Outcome] = []
-            candidates: list[tuple[int, Address, dict[str, Any]]] = []
+            candidates: list[tuple[int, str, str | None, dict[str, Any]]] = []  # index, address, name, data
             seen: set[str] = set()
             for index, recipient in enumerate(request.recipients):
                 try:
-                    address = parse_address(recipient.to, f"recipients[{index}].to")
+                    address = parse_address(recipient["to"], f"recipients[{index}].to")
                 except InvalidRequest as exc:
-                    outcomes.append((index, str(recipient.to)[:320], None, "refused", exc.message))
+                    outcomes.append((index, str(recipient["to"])[:320], None, "refused", exc.message))
                     continue
                 if address.key in seen:
                     outcomes.append((index, address.email, None, "refused", "duplicate recipient in this batch"))
                     continue
                 seen.add(address.key)
-                candidates.append((index, address, recipient.template_data))
-            blocked = await suppressed_among(session, [a.email for _, a, _ in candidates])
+                candidates.append((index, address.email, address.name, recipient.get("template_data", {})))
+            blocked = await suppressed_among(session, [email for _, email, _, _ in candidates])
             links = self.links() if content.marketing else None
             rows = RowWriter(session, cast(Table, EmailMessage.__table__), _constants(
                 workspace_id, batch_id, sender, reply_to, tags, content.template_id, content.marketing, send_at,
                 send_at or fallback_time(self.settings, now), now), _VARYING, shared=("headers",))
-            prepared: dict[str, OutboundMessage] = {}
-            for index, address, data in candidates:
+            prepared = Prepared(workspace_id, sender, reply_to, tags)
+            for index, email, name, data in candidates:
+                address = Address(email, name)
                 if address.key in blocked:
                     outcomes.append((index, address.email, None, "refused", f"suppressed ({blocked[address.key]})"))
                     continue
@@ -153,10 +180,7 @@ class BatchSender:
                 rows.add((message_id, index, [address.to_dict()], rendered.subject,
                           None if template.substitutable else rendered.text,
                           None if template.substitutable else rendered.html, rendered.substitutions, own_headers))
-                prepared[message_id] = OutboundMessage(
-                    id=message_id, workspace_id=workspace_id, sender=sender, to=[address], subject=rendered.subject,
-                    text=rendered.text, html=rendered.html, substitutions=rendered.substitutions, reply_to=reply_to,
-                    headers=own_headers, tags=tags)
+                prepared.add(message_id, address, rendered, own_headers)
                 outcomes.append((index, address.email, message_id, "queued", None))
             outcomes.sort()
             session.add(EmailBatch(

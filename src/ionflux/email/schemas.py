@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, with_config
+from typing_extensions import NotRequired, TypedDict  # noqa: UP035 - pydantic needs this TypedDict before 3.12
 
 MAX_BATCH = 10_000
 TOPIC_ARN = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$"
@@ -31,11 +32,12 @@ class SendRequest(BaseModel):
     marketing: bool | None = Field(default=None, description="adds List-Unsubscribe (default: the template's flag)")
 
 
-class BatchRecipient(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+@with_config(ConfigDict(extra="forbid"))
+class BatchRecipient(TypedDict):
+    """A plain dict, not a model: a batch holds 10,000 of them for the whole request."""
 
     to: Any
-    template_data: dict[str, Any] = Field(default_factory=dict)
+    template_data: NotRequired[dict[str, Any]]
 
 
 class BatchRequest(BaseModel):

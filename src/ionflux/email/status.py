@@ -30,6 +30,8 @@ _RANK = {"queued": 0, "deferred": 1, "sent": 1, "delivered": 2, "opened": 3, "cl
 SOURCE = "/email"
 _HISTORY = ("message_id", "status", "at", "recipient", "provider", "detail")
 _NO_DETAIL: dict[str, Any] = {}  # one object for every history row without detail (processed once per flush)
+EVENT_SLICE = 500  # events built and written at a time
+_Change = tuple[str, str | None, tuple[str, ...], str, str]  # message id, batch id, tags, previous, current status
 
 
 def advances(current: str, new: str) -> bool:
@@ -73,14 +75,18 @@ class Observation:
 
 
 class StatusRecorder:
-    """Collects status changes of one transaction; at `flush()` their history rows and their events each go
-    in one multi-row insert (a batch records thousands at once)."""
+    """Collects status changes of one transaction; at `flush()` their history rows go in one multi-row insert
+    and their events in multi-row inserts of `EVENT_SLICE` (a batch records thousands at once).
+
+    What is kept until then is small: a run of changes sharing one observation holds, per message, a tuple of
+    strings; each event is built just before its slice is written, so thousands of them are never alive at once
+    (for the garbage collector, a batch's bookkeeping is then a few lists, not tens of thousands of objects)."""
 
     def __init__(self, session: AsyncSession, workspace_id: str) -> None:
         self.session = session
         self.workspace_id = workspace_id
-        self._history: list[tuple[str, str, datetime, str | None, str | None, dict[str, Any]]] = []
-        self._events: list[tuple[str, dict[str, Any], str | None]] = []
+        self._runs: list[tuple[Observation, list[_Change]]] = []
+        self._tags: tuple[object, tuple[str, ...]] = ((), ())  # the last message's tags, and as a tuple
         self._times: dict[datetime, str] = {}  # a batch records thousands of changes at the same moment
 
     def record(self, message: Message, seen: Observation) -> bool:
@@ -89,16 +95,22 @@ class StatusRecorder:
         moved = advances(previous, seen.status)
         if moved:
             message.status, message.status_at = seen.status, seen.at
-        self._history.append((message.id, seen.status, seen.at, seen.recipient, seen.provider,
-                              seen.detail or _NO_DETAIL))
-        self._events.append((
-            f"platform.email.events.messages.{seen.status}",
-            {"message_id": message.id, "batch_id": message.batch_id, "status": seen.status,
-             "previous_status": previous, "current_status": message.status, "recipient": seen.recipient,
-             "provider": seen.provider, "tags": list(message.tags or []), "at": self._format(seen.at),
-             "detail": seen.detail or {}},
-            message.id))
+        if message.tags is not self._tags[0]:  # a batch's messages share one tags list
+            self._tags = (message.tags, tuple(message.tags or ()))
+        change = (message.id, message.batch_id, self._tags[1], previous, message.status)
+        if self._runs and self._runs[-1][0] is seen:
+            self._runs[-1][1].append(change)
+        else:
+            self._runs.append((seen, [change]))
         return moved
+
+    def _event(self, seen: Observation, change: _Change) -> tuple[str, dict[str, Any], str | None]:
+        message_id, batch_id, tags, previous, current = change
+        return (f"platform.email.events.messages.{seen.status}",
+                {"message_id": message_id, "batch_id": batch_id, "status": seen.status, "previous_status": previous,
+                 "current_status": current, "recipient": seen.recipient, "provider": seen.provider,
+                 "tags": list(tags), "at": self._format(seen.at), "detail": seen.detail or {}},
+                message_id)
 
     def _format(self, moment: datetime) -> str:
         text = self._times.get(moment)
@@ -107,13 +119,22 @@ class StatusRecorder:
         return text
 
     async def flush(self) -> None:
-        if self._history:
-            history, self._history = self._history, []
-            writer = RowWriter(self.session, cast(Table, EmailStatusChange.__table__),
-                               {"workspace_id": self.workspace_id}, _HISTORY, shared=("at", "detail"))
-            for values in history:
-                writer.add(values)
-            await writer.flush()
-        if self._events:
-            events, self._events = self._events, []
+        runs, self._runs = self._runs, []
+        if not runs:
+            return
+        history = RowWriter(self.session, cast(Table, EmailStatusChange.__table__), {"workspace_id": self.workspace_id},
+                            _HISTORY, shared=("at", "detail"))
+        for seen, changes in runs:
+            detail = seen.detail or _NO_DETAIL
+            for change in changes:
+                history.add((change[0], seen.status, seen.at, seen.recipient, seen.provider, detail))
+        await history.flush()
+        events: list[tuple[str, dict[str, Any], str | None]] = []
+        for seen, changes in runs:
+            for change in changes:
+                events.append(self._event(seen, change))
+                if len(events) == EVENT_SLICE:
+                    await emit_many(self.session, events, source=SOURCE)
+                    events = []
+        if events:
             await emit_many(self.session, events, source=SOURCE)
