@@ -54,20 +54,27 @@ def test_bad_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None
 def test_toml_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "ionflux.toml"
     config.write_text('bus_url = "amqp://guest:guest@127.0.0.1:5672/"\nmax_body_bytes = 2048\n')
-    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("IONFLUX_CONFIG_FILE", str(config))
-    import importlib
+    settings = load_settings()
+    assert settings.max_body_bytes == 2048
+    assert settings.masked()["bus_url"] == "amqp://guest:***@127.0.0.1:5672/"
 
-    import ionflux.core.settings as settings_module
 
-    reloaded = importlib.reload(settings_module)
-    try:
-        settings = reloaded.load_settings()
-        assert settings.max_body_bytes == 2048
-        assert settings.masked()["bus_url"] == "amqp://guest:***@127.0.0.1:5672/"
-    finally:
-        monkeypatch.delenv("IONFLUX_CONFIG_FILE")
-        importlib.reload(settings_module)
+def test_service_settings_come_from_their_toml_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ionflux.agents.settings import AgentSettings
+    from ionflux.messaging.settings import WhatsAppSettings
+
+    config = tmp_path / "ionflux.toml"
+    config.write_text("max_body_bytes = 4096\n\n[whatsapp]\nmessages_per_second = 20\nwindow_hours = 12\n")
+    monkeypatch.setenv("IONFLUX_CONFIG_FILE", str(config))
+    monkeypatch.setenv("IONFLUX_WHATSAPP_WINDOW_HOURS", "6")  # the environment wins over the file
+    whatsapp = WhatsAppSettings()
+    assert (whatsapp.messages_per_second, whatsapp.window_hours) == (20.0, 6.0)
+    assert AgentSettings().concurrency == AgentSettings.model_fields["concurrency"].default  # no [agents] table
+    assert load_settings().max_body_bytes == 4096  # the top level stays the core's
+    config.write_text("[whatsapp]\nmessages_per_second = \"fast\"\n")
+    with pytest.raises(SettingsError, match=r"^IONFLUX_WHATSAPP_MESSAGES_PER_SECOND \(\[whatsapp\] messages_"):
+        WhatsAppSettings()
 
 
 def _cli(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -88,6 +95,9 @@ def test_cli_workspace_create_and_config_show(tmp_path: Path) -> None:
     assert shown.returncode == 0
     assert "super-secret-admin-token" not in shown.stdout
     assert json.loads(shown.stdout)["admin_token"] == "********"
+    assert json.loads(shown.stdout)["whatsapp"]["window_hours"] == 24.0  # every service's section is shown
+    bad_section = _cli(["config", "show"], tmp_path, IONFLUX_AGENTS_CONCURRENCY="many")
+    assert bad_section.returncode == 2 and "IONFLUX_AGENTS_CONCURRENCY" in bad_section.stderr
     bad = _cli(["config", "show"], tmp_path, IONFLUX_BUS_URL="kafka://x")
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "IONFLUX_BUS_URL" in bad.stderr

@@ -165,8 +165,17 @@ def vault_rotate() -> None:
 
 @config_app.command("show")
 def config_show() -> None:
-    """Print the effective configuration, secrets masked."""
-    typer.echo(json.dumps(_settings().masked(), indent=2, default=str))
+    """Print the effective configuration (the core's, then each service's section), secrets masked."""
+    from ionflux.services import service_settings
+
+    shown = _settings().masked()
+    try:
+        sections = service_settings()
+    except SettingsError as exc:
+        typer.echo(f"ionflux: configuration error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    shown.update({section: settings.masked() for section, settings in sections.items()})
+    typer.echo(json.dumps(shown, indent=2, default=str))
 
 
 @app.command()

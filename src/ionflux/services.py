@@ -7,11 +7,13 @@ Each entry is an import path, so a process that serves one service never imports
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 from ionflux.core.platform import Platform
 from ionflux.core.service import Service
+from ionflux.core.settings import ServiceSettings
 
 ALWAYS = "platform"
 SERVICES: dict[str, str] = {
@@ -23,6 +25,15 @@ SERVICES: dict[str, str] = {
     "llm": "ionflux.llm.service_plugin:LLMService",
     "memory": "ionflux.memory.service_plugin:MemoryService",
 }
+
+
+def service_settings() -> dict[str, ServiceSettings]:
+    """Every service's settings, loaded (so a bad value raises `SettingsError`), by config-file section."""
+    for path in SERVICES.values():
+        package = path.partition(":")[0].rsplit(".", 1)[0]
+        if importlib.util.find_spec(f"{package}.settings") is not None:
+            importlib.import_module(f"{package}.settings")
+    return {section: cls() for section, cls in sorted(ServiceSettings.sections.items())}
 
 
 def resolve_services(only: Iterable[str] | None) -> list[str]:

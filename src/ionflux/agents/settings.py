@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from ionflux.core.settings import ServiceSettings
 
 
-class AgentSettings(BaseSettings):
+class AgentSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="IONFLUX_AGENTS_", extra="ignore")
 
     runner_poll_seconds: float = Field(default=0.5, gt=0, description="how often the runner looks for due runs")

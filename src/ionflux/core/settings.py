@@ -1,10 +1,15 @@
-"""Settings from `IONFLUX_*` environment variables and an optional `ionflux.toml`."""
+"""Settings from `IONFLUX_*` environment variables and an optional `ionflux.toml`.
+
+The core's settings are the file's top-level keys (`IONFLUX_<NAME>`); each service's settings class
+(`ServiceSettings`) reads `IONFLUX_<SECTION>_<NAME>` and the file's `[<section>]` table, the section
+being its prefix: `IONFLUX_SMTP_HOST` or `[smtp] host = …`. The environment wins over the file.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -19,12 +24,13 @@ class SettingsError(Exception):
     """A setting is missing or malformed; the message is one line naming it and what is expected."""
 
 
+def config_file() -> Path:
+    """The TOML file read for settings (`IONFLUX_CONFIG_FILE`, default `./ionflux.toml`; may not exist)."""
+    return Path(os.environ.get("IONFLUX_CONFIG_FILE", "ionflux.toml"))
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="IONFLUX_",
-        extra="ignore",
-        toml_file=os.environ.get("IONFLUX_CONFIG_FILE", "ionflux.toml"),
-    )
+    model_config = SettingsConfigDict(env_prefix="IONFLUX_", extra="ignore")
 
     data_dir: Path = Field(default=Path(".ionflux"), description="Directory for the SQLite file and key file")
     database_url: str = Field(default="", description="SQLAlchemy async URL; default: SQLite in data_dir")
@@ -58,7 +64,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_file()))
 
     @field_validator("database_url")
     @classmethod
@@ -88,15 +94,71 @@ class Settings(BaseSettings):
 
     def masked(self) -> dict[str, Any]:
         """The effective configuration with secrets masked (for `ionflux config show`)."""
-        out: dict[str, Any] = {}
-        for name, value in self.model_dump().items():
-            if isinstance(getattr(self, name), SecretStr):
-                out[name] = "********" if value is not None else None
-            else:
-                out[name] = str(value) if isinstance(value, Path) else value
+        out = _masked(self)
         out["database_url"] = _mask_url(self.effective_database_url)
         out["bus_url"] = _mask_url(self.bus_url)
         return out
+
+
+class ServiceSettings(BaseSettings):
+    """A service's settings: `IONFLUX_<SECTION>_*` variables over the `[<section>]` table of the
+    config file. Subclasses set `env_prefix="IONFLUX_<SECTION>_"`; a bad value fails at start with one
+    line naming the variable (as the core's settings do)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+    sections: ClassVar[dict[str, type[ServiceSettings]]] = {}
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if cls.section():
+            ServiceSettings.sections[cls.section()] = cls
+
+    @classmethod
+    def section(cls) -> str:
+        prefix = str(cls.model_config.get("env_prefix") or "")
+        return prefix.removeprefix("IONFLUX_").rstrip("_").lower()
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            prefix = str(self.model_config.get("env_prefix") or "")
+            raise SettingsError(f"{prefix}{field.upper()} ([{self.section()}] {field} in {config_file()}): "
+                                f"{err['msg']} (got {_shown(err.get('input'), field)})") from None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        section = settings_cls.section() if issubclass(settings_cls, ServiceSettings) else ""
+        try:
+            toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file(), toml_table_header=(section,))
+        except KeyError:  # the file has no [section] table
+            return (init_settings, env_settings)
+        return (init_settings, env_settings, toml)
+
+    def masked(self) -> dict[str, Any]:
+        return _masked(self)
+
+
+def _masked(settings: BaseSettings) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in settings.model_dump().items():
+        if isinstance(getattr(settings, name), SecretStr):
+            out[name] = "********" if value is not None else None
+        elif any(word in name for word in ("password", "secret", "api_key", "access_token")) and value:
+            out[name] = "********"
+        else:
+            out[name] = str(value) if isinstance(value, Path) else value
+    return out
 
 
 def _mask_url(url: str) -> str:

@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from ionflux.core.settings import ServiceSettings
 
 
-class MemorySettings(BaseSettings):
+class MemorySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="IONFLUX_MEMORY_", extra="ignore")
 
     backend: Literal["embedded", "qdrant", "pinecone"] = Field(
@@ -25,7 +27,7 @@ class MemorySettings(BaseSettings):
     default_dimension: int = Field(default=384, gt=0, description="dimension of a namespace created without one")
 
 
-class QdrantSettings(BaseSettings):
+class QdrantSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="IONFLUX_QDRANT_", extra="ignore")
 
     base_url: str = Field(default="", description="Qdrant server URL; empty: the client's local mode")
@@ -34,7 +36,7 @@ class QdrantSettings(BaseSettings):
     timeout: int = Field(default=30, gt=0)
 
 
-class PineconeSettings(BaseSettings):
+class PineconeSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="IONFLUX_PINECONE_", extra="ignore")
 
     base_url: str = Field(default="", description="the index host, e.g. https://<index>-<project>.svc.<env>.pinecone.io")

@@ -4,7 +4,9 @@ secrets loaded from the same prefix by core/vault; these are the non-secret knob
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from ionflux.core.settings import ServiceSettings
 
 # Opt-out / opt-in keywords in several languages (matched on the whole message, case- and accent-insensitive).
 DEFAULT_STOP = ["stop", "unsubscribe", "cancel", "end", "quit", "stopall", "optout", "opt out", "parar", "pare",
@@ -14,7 +16,7 @@ DEFAULT_START = ["start", "unstop", "subscribe", "resume", "optin", "opt in", "a
                  "reanudar", "suscribir", "inscrire", "abonner", "anmelden", "iscriviti", "comecar", "voltar"]
 
 
-class WhatsAppSettings(BaseSettings):
+class WhatsAppSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="IONFLUX_WHATSAPP_", extra="ignore")
 
     base_url: str = Field(default="https://graph.facebook.com", description="Graph API host (a simulator in tests)")

@@ -6,7 +6,9 @@ import re
 from typing import Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from ionflux.core.settings import ServiceSettings
 
 # API_FACTS §1: versions are named YYYY-MM (quarterly), plus `unstable`.
 API_VERSION_RE = re.compile(r"^(\d{4}-(01|04|07|10)|unstable)$")
@@ -15,7 +17,7 @@ DEFAULT_SCOPES = (
 )
 
 
-class ShopifySettings(BaseSettings):
+class ShopifySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="IONFLUX_SHOPIFY_", extra="ignore")
 
     # Where each shop's Admin API and OAuth endpoints live; `{shop}` is the myshopify domain. Tests and the
