@@ -42,7 +42,9 @@ class RowWriter:
     """Rows of `table` sharing `constants`, each adding `varying` values (in that order); `flush` inserts them.
 
     A `shared` column's values recur across rows as the same objects (one observation time, one detail
-    dict): each distinct object is processed once."""
+    dict): each distinct object is processed once. With a positional driver (sqlite3, asyncpg) the statement
+    is compiled once and the rows go to the driver's executemany as tuples in the compiled order, so nothing
+    is done per row beyond building its tuple."""
 
     def __init__(self, session: AsyncSession, table: Table, constants: Mapping[str, Any], varying: Sequence[str],
                  *, shared: Sequence[str] = ()) -> None:
@@ -50,32 +52,42 @@ class RowWriter:
         self.session = session
         self.statement = insert(table).values({
             name: bindparam(f"p_{name}", type_=_Processed(table.c[name].type)) for name in (*constants, *varying)})
-        self._constants: dict[str, Any] = {}
+        compiled = self.statement.compile(dialect=dialect)
+        self._sql = str(compiled) if compiled.positiontup else None
+        order = list(compiled.positiontup or [f"p_{name}" for name in (*constants, *varying)])
+        self._template: list[Any] = [None] * len(order)
         for name, value in constants.items():
             process = _processor(table, name, dialect)
-            self._constants[f"p_{name}"] = value if process is None else process(value)
-        self._varying: list[tuple[str, Callable[[Any], Any] | None, dict[int, tuple[Any, Any]] | None]] = [
-            (f"p_{name}", _processor(table, name, dialect), {} if name in shared else None) for name in varying]
-        self._rows: list[dict[str, Any]] = []
+            self._template[order.index(f"p_{name}")] = value if process is None else process(value)
+        self._varying: list[tuple[int, Callable[[Any], Any] | None, dict[int, tuple[Any, Any]] | None]] = [
+            (order.index(f"p_{name}"), _processor(table, name, dialect), {} if name in shared else None)
+            for name in varying]
+        self._order = order
+        self._rows: list[tuple[Any, ...]] = []
 
     def add(self, values: Sequence[Any]) -> None:
-        row = self._constants.copy()
-        for (key, process, seen), value in zip(self._varying, values, strict=True):
+        row = self._template.copy()
+        for (position, process, seen), value in zip(self._varying, values, strict=True):
             if process is None:
-                row[key] = value
+                row[position] = value
             elif seen is None:
-                row[key] = process(value)
+                row[position] = process(value)
             else:
                 known = seen.get(id(value))  # holds `value`, so its id cannot be reused meanwhile
                 if known is None or known[0] is not value:
                     known = seen[id(value)] = (value, process(value))
-                row[key] = known[1]
-        self._rows.append(row)
+                row[position] = known[1]
+        self._rows.append(tuple(row))
 
     def __len__(self) -> int:
         return len(self._rows)
 
     async def flush(self) -> None:
         rows, self._rows = self._rows, []
-        if rows:
-            await self.session.execute(self.statement, rows)
+        if not rows:
+            return
+        if self._sql is not None:
+            connection = await self.session.connection()
+            await connection.exec_driver_sql(self._sql, rows)
+        else:  # a named-parameter driver: through SQLAlchemy, which skips the processing all the same
+            await self.session.execute(self.statement, [dict(zip(self._order, row, strict=True)) for row in rows])
