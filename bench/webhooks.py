@@ -193,47 +193,46 @@ async def _prepare(url: str) -> None:
 
 def bench_database(kind: str, args: argparse.Namespace) -> dict[str, dict[int, Run]]:
     workdir = Path(tempfile.mkdtemp(prefix=f"ionflux-bench-{kind}-"))
-    # One database per server (ionflux, baseline, ingest-only): a server sharing its outbox with another would
-    # relay (and compete for the write lock on) the other's events.
-    names = [f"ionflux_bench_{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    # name -> (extra `serve` arguments, extra environment). Every server gets its own database: one sharing
+    # its outbox with another would relay (and compete for the write lock on) the other's events.
+    ours: dict[str, tuple[list[str], dict[str, str]]] = {"ionflux": ([], {})}
+    if args.ingest_only:
+        # Ingestion alone, as the baseline does: the relay is left to an `ionflux worker` (not run here).
+        ours["ingest"] = (["--no-worker"], {})
+    for variant in args.variant:
+        name, _, assignments = variant.partition(":")
+        ours[name] = ([], dict(a.split("=", 1) for a in assignments.split(",") if a))
+    names = {name: f"ionflux_bench_{uuid.uuid4().hex[:8]}" for name in ["baseline", *ours]}
     if kind == "sqlite":
-        urls = [f"sqlite+aiosqlite:///{workdir / f'{n}.db'}" for n in ("ionflux", "baseline", "ingest")]
+        urls = {name: f"sqlite+aiosqlite:///{workdir / f'{name}.db'}" for name in names}
     else:
-        for name in names:
-            asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
+        for db_name in names.values():
+            asyncio.run(_pg(f'CREATE DATABASE "{db_name}"'))
         base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-        urls = [f"{base}/{name}" for name in names]
+        urls = {name: f"{base}/{db_name}" for name, db_name in names.items()}
     env = {"IONFLUX_SHOPIFY_CLIENT_SECRET": SECRET, "IONFLUX_LOG_LEVEL": "WARNING",
            "IONFLUX_DATA_DIR": str(workdir / "data"), "IONFLUX_BUS_URL": "embedded://"}
     body = order_body(args.body_bytes)
+    servers: dict[str, Server] = {}
     try:
-        asyncio.run(_prepare(urls[0]))
-        if args.ingest_only:
-            asyncio.run(_prepare(urls[2]))
+        for name in ours:
+            asyncio.run(_prepare(urls[name]))
         print(f"{kind}: body {len(body)} bytes, {args.duration:.0f} s per run, {args.rounds} rounds", flush=True)
-        ports = free_port(), free_port()
-        servers = {
-            "baseline": Server([sys.executable, str(HERE / "webhooks_baseline.py"), "--port", str(ports[0]),
-                                "--database-url", urls[1]], env, args.server_cpu, ports[0], workdir),
-            "ionflux": Server([sys.executable, "-m", "ionflux.cli", "serve", "--port", str(ports[1])],
-                              {**env, "IONFLUX_DATABASE_URL": urls[0]}, args.server_cpu, ports[1], workdir),
-        }
-        if args.ingest_only:
-            # Ingestion alone, as the baseline does: the relay is left to an `ionflux worker` (not run here).
+        port = free_port()
+        servers["baseline"] = Server([sys.executable, str(HERE / "webhooks_baseline.py"), "--port", str(port),
+                                      "--database-url", urls["baseline"]], env, args.server_cpu, port, workdir)
+        for name, (extra_args, extra_env) in ours.items():
             port = free_port()
-            servers["ingest"] = Server([sys.executable, "-m", "ionflux.cli", "serve", "--no-worker", "--port",
-                                        str(port)], {**env, "IONFLUX_DATABASE_URL": urls[2]}, args.server_cpu,
-                                       port, workdir)
-        try:
-            results = measure(servers, body, workdir, args)
-        finally:
-            for server in servers.values():
-                server.stop()
-        return results
+            servers[name] = Server([sys.executable, "-m", "ionflux.cli", "serve", *extra_args, "--port", str(port)],
+                                   {**env, **extra_env, "IONFLUX_DATABASE_URL": urls[name]}, args.server_cpu, port,
+                                   workdir)
+        return measure(servers, body, workdir, args)
     finally:
+        for server in servers.values():
+            server.stop()
         if kind == "postgres":
-            for name in names:
-                asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            for db_name in names.values():
+                asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -245,6 +244,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per point (median shown)")
     parser.add_argument("--ingest-only", action="store_true",
                         help="also measure `serve --no-worker` (ingestion without the in-process relay)")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME:VAR=VALUE[,VAR=VALUE]",
+                        help="also measure `ionflux serve` with these environment settings, e.g. "
+                             "writers2:IONFLUX_WEBHOOK_INBOX_WRITERS=2 (repeatable)")
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16, 64])
     parser.add_argument("--body-bytes", type=int, default=2048)
     parser.add_argument("--server-cpu", type=int, default=0)

@@ -46,7 +46,9 @@ class Settings(BaseSettings):
     outbox_max_attempts: int = Field(default=0, ge=0, description="0 = retry publishing forever")
     bus_max_deliveries: int = Field(default=5, gt=0, description="deliveries before dead-lettering")
     relay_poll_seconds: float = Field(default=1.0, gt=0)
-    relay_batch_size: int = Field(default=200, gt=0)
+    relay_batch_size: int = Field(default=200, gt=0, description="outbox rows the relay publishes per batch")
+    bus_consumer_batch: int = Field(
+        default=16, gt=0, description="events an in-process (embedded) consumer takes per transaction")
     processed_retention_days: int = Field(default=14, gt=0)
     token_cache_seconds: float = Field(
         default=5.0, ge=0, description="how long a verified API token is trusted without a lookup (0: never)")
@@ -54,6 +56,8 @@ class Settings(BaseSettings):
         default=5.0, ge=0, description="how long encrypted credential rows are kept in memory (0: never)")
     webhook_max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="largest webhook body accepted")
     webhook_retention_days: int = Field(default=8, gt=0, description="inbox rows (and dedupe keys) kept this long")
+    webhook_inbox_writers: int = Field(
+        default=1, gt=0, description="webhook inbox batches committed at once (PostgreSQL; SQLite has one writer)")
 
     @classmethod
     def settings_customise_sources(

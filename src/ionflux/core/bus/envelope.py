@@ -51,7 +51,8 @@ class Event:
     datacontenttype: str = CONTENT_TYPE
 
     @classmethod
-    def from_row(cls, row: OutboxEvent) -> Event:
+    def from_row(cls, row: OutboxEvent | Any) -> Event:
+        """From an outbox row: the ORM object or a result row with the same columns."""
         return cls(
             id=row.id, type=row.type, source=row.source, subject=row.subject, time=_aware(row.time),
             data=dict(row.data or {}), workspace_id=row.workspace_id,

@@ -31,6 +31,7 @@ class EventBus:
         outbox_max_attempts: int = 0,
         relay_poll_seconds: float = 1.0,
         relay_batch_size: int = 200,
+        consumer_batch: int = 16,
         processed_retention_days: int = 14,
         backoff: Backoff | None = None,
         **rabbitmq_options: Any,
@@ -43,7 +44,7 @@ class EventBus:
         self.transport: EmbeddedTransport | RabbitMQTransport
         if bus_url.startswith("embedded://"):
             self.transport = EmbeddedTransport(
-                db, self.subscriptions, max_deliveries=max_deliveries, metrics=metrics
+                db, self.subscriptions, max_deliveries=max_deliveries, metrics=metrics, chunk=consumer_batch
             )
         else:
             self.transport = RabbitMQTransport(
@@ -71,6 +72,7 @@ class EventBus:
             outbox_max_attempts=settings.outbox_max_attempts,
             relay_poll_seconds=settings.relay_poll_seconds,
             relay_batch_size=settings.relay_batch_size,
+            consumer_batch=settings.bus_consumer_batch,
             processed_retention_days=settings.processed_retention_days,
             **options,
         )

@@ -85,7 +85,8 @@ class WebhookIngestion:
             for provider in getattr(service, "webhook_providers", list)():
                 self.registry.register(provider)
         self.inbox = inbox or WebhookInbox(
-            platform.db, wake=platform.bus.wake, retention=timedelta(days=platform.settings.webhook_retention_days))
+            platform.db, wake=platform.bus.wake, retention=timedelta(days=platform.settings.webhook_retention_days),
+            writers=1 if platform.db.is_sqlite else platform.settings.webhook_inbox_writers)
         self.metrics = WebhookMetrics.on(platform.metrics.registry)
         self.max_body_bytes = platform.settings.webhook_max_body_bytes
         self._secrets: TtlCache[tuple[str, str, str], Mapping[str, str]] = TtlCache(secret_ttl)
