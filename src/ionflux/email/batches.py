@@ -120,11 +120,9 @@ class BatchSender:
         if accepted.later:
             self.wake()
             return accepted.result()
-        await self.dispatcher.run(workspace_id, list(accepted.prepared), inline=True, prepared=accepted.prepared)
-        async with self.db.tenant(workspace_id) as session:
-            statuses = dict((await session.execute(select(EmailMessage.id, EmailMessage.status).where(
-                EmailMessage.batch_id == accepted.batch_id))).all())
-        return accepted.result(statuses)
+        report = await self.dispatcher.run(workspace_id, list(accepted.prepared), inline=True,
+                                           prepared=accepted.prepared)
+        return accepted.result(report.statuses)
 
     async def _accept(self, workspace_id: str, request: BatchRequest) -> BatchResult | _Queued:
         """Check, render and queue the batch in one transaction (an idempotent replay: the first result)."""

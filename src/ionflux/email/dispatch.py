@@ -48,6 +48,7 @@ class DispatchReport:
     failed: int = 0
     requeued: int = 0
     by_provider: dict[str, int] = field(default_factory=dict)
+    statuses: dict[str, str] = field(default_factory=dict)  # each message's status as this run recorded it
 
 
 class Dispatcher:
@@ -178,20 +179,32 @@ class Dispatcher:
 
     async def _record(self, workspace_id: str, claims: list[Claimed], results: dict[str, tuple[str, Outcome]],
                       report: DispatchReport) -> None:
-        """Outcomes in a few statements per chunk: one UPDATE per provider request for the accepted messages
-        (they share its provider message id), one executemany by primary key for the others, one guarded UPDATE
-        per status move (a provider event that landed meanwhile is never overwritten), and the history rows and
-        events in multi-row inserts."""
+        """Outcomes in a few statements per chunk: one UPDATE … RETURNING status per provider request for the
+        accepted messages (they share its provider message id; what it returns is their status now, a provider
+        event may have landed meanwhile), one executemany by primary key for the others, one guarded UPDATE per
+        status move (such an event is never overwritten), and the history rows and events in multi-row inserts."""
         if not results:
             return
         now = self.clock()
         claimed = {c.message.id: c for c in claims}
         table = cast(Table, EmailMessage.__table__)
+        accepted: dict[tuple[str, str | None], list[str]] = defaultdict(list)
+        for message_id, (provider, outcome) in results.items():
+            if isinstance(outcome, Accepted):
+                accepted[(provider, outcome.provider_message_id)].append(message_id)
         async with self.db.tenant(workspace_id) as session:
-            current = dict((await session.execute(select(EmailMessage.id, EmailMessage.status).where(
-                EmailMessage.id.in_(list(results))))).all())
+            current: dict[str, str] = {}
+            for (provider, provider_message_id), ids in accepted.items():
+                current.update(dict((await session.execute(
+                    update(table).where(table.c.workspace_id == workspace_id, table.c.id.in_(ids))
+                    .values(claimed_until=None, provider=provider, provider_message_id=provider_message_id,
+                            next_attempt_at=None, last_error=None)
+                    .returning(table.c.id, table.c.status))).all()))
+            others = [message_id for message_id in results if message_id not in current]
+            if others:
+                current.update(dict((await session.execute(select(EmailMessage.id, EmailMessage.status).where(
+                    EmailMessage.id.in_(others)))).all()))
             recorder = StatusRecorder(session, workspace_id)
-            accepted: dict[tuple[str, str | None], list[str]] = defaultdict(list)
             changes: list[dict[str, Any]] = []
             moves: dict[tuple[str, str], list[str]] = defaultdict(list)
             bounced: list[tuple[str, str, str | None, str | None]] = []
@@ -200,7 +213,6 @@ class Dispatcher:
                 claim = claimed[message_id]
                 tracked = Tracked(message_id, claim.batch_id, claim.message.tags, current[message_id], now)
                 if isinstance(outcome, Accepted):
-                    accepted[(provider, outcome.provider_message_id)].append(message_id)
                     recorder.record(tracked, sent[provider])
                     for recipient, reason in outcome.refused:
                         recorder.record(tracked, Observation("bounced", now, recipient, provider, {"reason": reason}))
@@ -221,13 +233,9 @@ class Dispatcher:
                                                              detail={"kind": outcome.kind, "error": outcome.message}))
                         report.failed += 1
                     changes.append(change)
+                report.statuses[message_id] = tracked.status
                 if tracked.status != current[message_id]:
                     moves[(current[message_id], tracked.status)].append(message_id)
-            for (provider, provider_message_id), ids in accepted.items():
-                await session.execute(
-                    update(table).where(table.c.workspace_id == workspace_id, table.c.id.in_(ids))
-                    .values(claimed_until=None, provider=provider, provider_message_id=provider_message_id,
-                            next_attempt_at=None, last_error=None))
             if changes:
                 await session.execute(_update_by_id(workspace_id, ("claimed_until", "last_error", "next_attempt_at")),
                                       [{f"v_{k}": v for k, v in c.items()} for c in changes])
