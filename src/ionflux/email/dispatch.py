@@ -10,6 +10,7 @@ was in flight when a process died: it is failed as ambiguous by `expire_claims` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -88,31 +89,34 @@ class Dispatcher:
         though their `next_attempt_at` still hides them from the worker (which is only the safety net).
         `prepared`: those messages as the request built them, so their rows are not read back.
 
-        Chunk by chunk, with one step of overlap: while a provider has chunk N, the outcomes of chunk N-1 are
-        recorded and chunk N+1 is claimed, so the sends never wait for the bookkeeping."""
+        Chunk by chunk, each claimed just before its send (its lease covers that send only); while a provider
+        has chunk N, the outcomes of chunk N-1 are recorded, so the sends never wait for that bookkeeping."""
         report = DispatchReport()
         ids = list(ids)
         step = self.settings.dispatch_chunk
-        chunks = [ids[start:start + step] for start in range(0, len(ids), step)]
         chain: list[str] = []
         accounts: dict[str, Account | ProviderFailure] = {}  # resolved once per run, not per chunk
         sent: tuple[list[Claimed], dict[str, tuple[str, Outcome]]] | None = None
-        claims = await self._claim(workspace_id, chunks[0], inline, prepared) if chunks else []
-        for index in range(len(chunks)):
-            if claims and not chain:
-                chain = await self.chain(workspace_id)
+        for start in range(0, len(ids), step):
+            try:
+                claims = await self._claim(workspace_id, ids[start:start + step], inline, prepared)
+                if claims and not chain:
+                    chain = await self.chain(workspace_id)
+            except BaseException:
+                if sent is not None:  # what went out is recorded before giving up
+                    await self._record(workspace_id, *sent, report)
+                raise
             sending = asyncio.create_task(self._send_chunk(workspace_id, claims, chain, accounts))
-            following: list[Claimed] = []
             try:
                 if sent is not None:
                     await self._record(workspace_id, *sent, report)
                     sent = None
-                if index + 1 < len(chunks):
-                    following = await self._claim(workspace_id, chunks[index + 1], inline, prepared)
-            finally:
-                results = await sending  # a send in flight is never abandoned
-            sent = (claims, results)
-            claims = following
+            except BaseException:
+                results = await sending  # a send in flight is never abandoned, and is recorded if it can be
+                with contextlib.suppress(Exception):
+                    await self._record(workspace_id, claims, results, report)
+                raise
+            sent = (claims, await sending)
         if sent is not None:
             await self._record(workspace_id, *sent, report)
         return report
