@@ -45,6 +45,7 @@ def create_app(
     for service in services:
         for router in service.routers():
             app.include_router(router)
+    app.router.routes[0:0] = [route for service in services for route in service.hot_routes()]
     body_limits = {prefix: limit for service in services for prefix, limit in service.body_limits().items()}
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=platform.settings.max_body_bytes, overrides=body_limits)
     app.add_middleware(RequestContextMiddleware, metrics=platform.metrics)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from fastapi import APIRouter
+from starlette.routing import BaseRoute
 
 if TYPE_CHECKING:
     from ionflux.core.platform import Platform
@@ -24,6 +25,12 @@ class Service:
         self.platform = platform
 
     def routers(self) -> list[APIRouter]:
+        return []
+
+    def hot_routes(self) -> list[BaseRoute]:
+        """Latency-critical endpoints served by plain Starlette routes, matched before every API router:
+        no FastAPI routing or dependency solving. They take a `Request`, parse and authenticate it
+        themselves, and raise `IonfluxError`s like any other route (the app's handlers apply)."""
         return []
 
     def body_limits(self) -> dict[str, int]:
