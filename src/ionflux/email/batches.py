@@ -115,10 +115,11 @@ class BatchSender:
             if replay is None:
                 raise
             return replay
-        if isinstance(accepted, BatchResult) or not accepted.prepared:
-            return accepted if isinstance(accepted, BatchResult) else accepted.result()
-        if accepted.later:
-            self.wake()
+        if isinstance(accepted, BatchResult):  # an idempotent replay
+            return accepted
+        if accepted.later or not accepted.prepared:
+            if accepted.prepared:
+                self.wake()  # scheduled: the worker sends it when due
             return accepted.result()
         report = await self.dispatcher.run(workspace_id, list(accepted.prepared), inline=True,
                                            prepared=accepted.prepared)
