@@ -69,8 +69,31 @@ async def emit_many(
     return made
 
 
+def outbox_row(*, type: str, data: dict[str, Any], workspace_id: str, subject: str | None = None,
+               source: str = "ionflux") -> tuple[Event, dict[str, Any]]:
+    """An event and its outbox row, with `emit`'s checks, for machinery that writes the row itself in its
+    own transaction (the webhook inbox's store); tenancy is then the caller's to guarantee."""
+    _validated(type, data, subject, source)
+    event = Event(type=type, data=data, subject=subject, source=source, workspace_id=workspace_id)
+    return event, {**_row(event), "status": "pending", "attempts": 0}
+
+
 def _checked(session: AsyncSession, type: str, data: dict[str, Any], subject: str | None, source: str,
              workspace_id: str | None) -> Event:
+    _validated(type, data, subject, source)
+    scope = scope_of(session)
+    if scope is None:
+        raise TenancyViolation("emit() needs a db.tenant() or db.system() session")
+    if workspace_id is None:
+        if scope is SYSTEM:
+            raise TenancyViolation("emit() in a system session must name the workspace_id")
+        workspace_id = str(scope)
+    elif scope is not SYSTEM and workspace_id != scope:
+        raise TenancyViolation("emit() cannot write an event of another workspace in a tenant session")
+    return Event(type=type, data=data, subject=subject, source=source, workspace_id=workspace_id)
+
+
+def _validated(type: str, data: dict[str, Any], subject: str | None, source: str) -> None:
     validate_topic(type)
     if not isinstance(data, dict):
         raise InvalidRequest("event data must be a JSON object", field="data")
@@ -82,16 +105,6 @@ def _checked(session: AsyncSession, type: str, data: dict[str, Any], subject: st
         raise InvalidRequest("event subject must be a string of at most 255 characters", field="subject")
     if not source or len(source) > _MAX_SOURCE:
         raise InvalidRequest("event source must be 1-255 characters", field="source")
-    scope = scope_of(session)
-    if scope is None:
-        raise TenancyViolation("emit() needs a db.tenant() or db.system() session")
-    if workspace_id is None:
-        if scope is SYSTEM:
-            raise TenancyViolation("emit() in a system session must name the workspace_id")
-        workspace_id = str(scope)
-    elif scope is not SYSTEM and workspace_id != scope:
-        raise TenancyViolation("emit() cannot write an event of another workspace in a tenant session")
-    return Event(type=type, data=data, subject=subject, source=source, workspace_id=workspace_id)
 
 
 def _row(event: Event) -> dict[str, Any]:

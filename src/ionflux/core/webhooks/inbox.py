@@ -4,8 +4,8 @@ Requests hand their records to `submit` and wait for the commit that holds them.
 whatever has queued up while the previous commit ran (no timer: a lone request is written at once)
 and writes it all in one transaction through the engine's `InboxStore` (one thread hand-off on
 SQLite, one round trip on PostgreSQL). The request is acknowledged only after that commit. Events are
-built by `emit` (validation, CloudEvents envelope, id) and committed with the inbox rows; a failed
-batch is retried record by record, so one bad record cannot fail the others.
+built by `outbox_row` (`emit`'s validation, CloudEvents envelope, id) and committed with the inbox
+rows; a failed batch is retried record by record, so one bad record cannot fail the others.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,9 +20,9 @@ from typing import Any
 from sqlalchemy import Table, delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ionflux.core.bus.outbox import emit
+from ionflux.core.bus.outbox import outbox_row
 from ionflux.core.db import Database
-from ionflux.core.models import OutboxEvent, new_id, utcnow
+from ionflux.core.models import new_id, utcnow
 from ionflux.core.webhooks.models import DUPLICATE, RECEIVED, WebhookDelivery
 from ionflux.core.webhooks.stores import InboxStore, PostgresInboxStore, SqliteInboxStore
 
@@ -83,8 +82,6 @@ class WebhookInbox:
         self._active = 0
         self._next_prune = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._scratch: AsyncSession | None = None
-        self._scratch_scope: AbstractAsyncContextManager[AsyncSession] | None = None
 
     async def submit(self, records: list[InboxRecord]) -> list[Stored]:
         """Store `records` (one delivery's parts) and their events; returns once committed."""
@@ -134,7 +131,7 @@ class WebhookInbox:
             if rec.dedupe_key is not None:
                 first.setdefault((rec.provider, rec.dedupe_key), rec)
         candidates = [r for r in records if r.dedupe_key is None or first[(r.provider, r.dedupe_key)] is r]
-        events = await self._events(candidates)
+        events = self._events(candidates)
         now = utcnow()
         rows = [_row(r, now, e["id"]) for r, e in zip(candidates, events, strict=True)]
         inserted = await self.store.write(rows, events)
@@ -165,22 +162,10 @@ class WebhookInbox:
         if self.wake is not None:
             self.wake()
 
-    async def _events(self, records: list[InboxRecord]) -> list[dict[str, Any]]:
-        """Each record's event, built by `emit` into a scratch session, as outbox rows for the store.
-
-        The scratch session never touches the database (it is emptied, never flushed); it lives as long
-        as the inbox because opening one per batch costs more than the rest of the request's Python.
-        """
-        if self._scratch is None:
-            self._scratch_scope = self.db.system()
-            self._scratch = await self._scratch_scope.__aenter__()
-        scratch = self._scratch
-        ids = [emit(scratch, type=r.event_type, data={**r.data, "webhook_delivery_id": r.id},
-                    subject=r.subject, source=f"/webhooks/{r.provider}", workspace_id=r.workspace_id).id
-               for r in records]
-        staged = {o.id: o for o in scratch.new if isinstance(o, OutboxEvent)}
-        scratch.expunge_all()
-        return [_event_row(staged[i]) for i in ids]
+    def _events(self, records: list[InboxRecord]) -> list[dict[str, Any]]:
+        """Each record's event (validated and enveloped as `emit` does), as an outbox row for the store."""
+        return [outbox_row(type=r.event_type, data={**r.data, "webhook_delivery_id": r.id}, subject=r.subject,
+                           source=f"/webhooks/{r.provider}", workspace_id=r.workspace_id)[1] for r in records]
 
     async def _originals(self, session: AsyncSession, lost: list[InboxRecord],
                          first: dict[tuple[str, str], InboxRecord], inserted: set[str]) -> dict[tuple[str, str], str]:
@@ -214,11 +199,6 @@ class WebhookInbox:
     async def close(self) -> None:
         for task in list(self._tasks):
             await asyncio.gather(task, return_exceptions=True)
-        if self._scratch_scope is not None:
-            if self._scratch is not None:
-                self._scratch.expunge_all()
-            await self._scratch_scope.__aexit__(None, None, None)  # an empty transaction: nothing is written
-            self._scratch = self._scratch_scope = None
         await self.store.close()
 
 
@@ -230,12 +210,6 @@ def _row(rec: InboxRecord, now: datetime, event_id: str | None) -> dict[str, Any
         "status": RECEIVED, "received_at": now, "headers": rec.headers, "body": rec.body, "error": None,
         "replay_of": rec.replay_of, "duplicate_of": None,
     }
-
-
-def _event_row(event: OutboxEvent) -> dict[str, Any]:
-    return {"id": event.id, "type": event.type, "source": event.source, "subject": event.subject,
-            "time": event.time, "data": event.data, "workspace_id": event.workspace_id, "status": "pending",
-            "attempts": 0, "next_attempt_at": event.next_attempt_at}
 
 
 def _settle(sub: _Submission, outcome: list[Stored] | BaseException) -> None:
