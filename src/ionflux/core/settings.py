@@ -46,7 +46,9 @@ class Settings(BaseSettings):
     outbox_max_attempts: int = Field(default=0, ge=0, description="0 = retry publishing forever")
     bus_max_deliveries: int = Field(default=5, gt=0, description="deliveries before dead-lettering")
     relay_poll_seconds: float = Field(default=1.0, gt=0)
-    relay_batch_size: int = Field(default=200, gt=0, description="outbox rows the relay publishes per batch")
+    relay_batch_size: int = Field(
+        default=50, gt=0, description="outbox rows the relay publishes per batch (each batch is one stretch of work "
+                                      "on the event loop: larger batches cost the requests sharing it latency)")
     bus_consumer_batch: int = Field(
         default=16, gt=0, description="events an in-process (embedded) consumer takes per transaction")
     processed_retention_days: int = Field(default=14, gt=0)

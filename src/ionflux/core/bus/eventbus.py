@@ -30,7 +30,7 @@ class EventBus:
         max_deliveries: int = 5,
         outbox_max_attempts: int = 0,
         relay_poll_seconds: float = 1.0,
-        relay_batch_size: int = 200,
+        relay_batch_size: int = 50,
         consumer_batch: int = 16,
         processed_retention_days: int = 14,
         backoff: Backoff | None = None,

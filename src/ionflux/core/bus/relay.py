@@ -72,7 +72,7 @@ class OutboxRelay:
         transport: Transport,
         *,
         metrics: Metrics | None = None,
-        batch_size: int = 200,
+        batch_size: int = 50,
         poll_seconds: float = 1.0,
         max_attempts: int = 0,
         backoff: Backoff | None = None,
