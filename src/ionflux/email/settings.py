@@ -6,13 +6,15 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from ionflux.core.settings import ServiceSettings
 
 ProviderName = Literal["smtp", "sendgrid", "ses"]
 PROVIDERS: tuple[ProviderName, ...] = ("smtp", "sendgrid", "ses")
 
 
-class EmailSettings(BaseSettings):
+class EmailSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="IONFLUX_EMAIL_", extra="ignore")
 
     provider: ProviderName = Field(default="smtp", description="the platform's default provider")
@@ -28,7 +30,7 @@ class EmailSettings(BaseSettings):
     idempotency_hours: float = Field(default=24.0, gt=0)
 
 
-class SmtpSettings(BaseSettings):
+class SmtpSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="IONFLUX_SMTP_", extra="ignore")
 
     host: str = "127.0.0.1"
@@ -43,14 +45,14 @@ class SmtpSettings(BaseSettings):
     local_hostname: str | None = None
 
 
-class SendGridSettings(BaseSettings):
+class SendGridSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="IONFLUX_SENDGRID_", extra="ignore")
 
     base_url: str = "https://api.sendgrid.com"
     timeout: float = Field(default=30.0, gt=0)
 
 
-class SesSettings(BaseSettings):
+class SesSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="IONFLUX_SES_", extra="ignore")
 
     base_url: str | None = Field(default=None, description="endpoint URL (default: AWS's for the region)")

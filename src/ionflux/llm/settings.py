@@ -12,7 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from ionflux.core.settings import ServiceSettings
 
 DEFAULT_EMBEDDING_MODEL = "local:all-MiniLM-L6-v2"
 
@@ -22,7 +24,7 @@ class Price(BaseModel):
     output: float = Field(default=0.0, ge=0, description="USD per million completion tokens")
 
 
-class ProviderSettings(BaseSettings):
+class ProviderSettings(ServiceSettings):
     """Where a provider lives. `base_url` is how the demo and the tests point adapters at simulators."""
 
     model_config = SettingsConfigDict(extra="ignore")
@@ -54,7 +56,7 @@ class DeepSeekSettings(ProviderSettings):
     base_url: str = "https://api.deepseek.com"
 
 
-class LLMSettings(BaseSettings):
+class LLMSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="IONFLUX_LLM_", extra="ignore")
 
     aliases: dict[str, str] = Field(
