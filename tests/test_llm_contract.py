@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from ionflux.core.platform import Platform
+from ionflux.sandbox import Fault
 from ionflux.sandbox.llm_common import count_tokens
+from ionflux.sandbox.openai import openai_error_body
 from tests.llm_helpers import (  # noqa: F401 - shared fixtures
     PNG,
+    PRICES,
     LLMApp,
     Sims,
     llm_app,
@@ -115,3 +119,28 @@ async def test_vision_on_a_provider_without_it_is_invalid(llm: LLMApp, sims: Sim
         "task_type": "image_understanding", "model": "deepseek:deepseek-v4-flash",
         "image_input_url": sims.media_server.base_url + "/a.png"})
     assert r.status_code == 400 and r.json()["error"]["field"] == "model"
+
+
+async def test_calls_are_counted_in_the_metrics(llm: LLMApp, sims: Sims, workspace) -> None:
+    r = await llm.client.post("/v1/llm/requests", headers=workspace.headers, json={
+        "model": "openai:gpt-4o", "prompt": "Count me", "parameters": {"max_tokens": 20}})
+    usage = r.json()["provider_response"]["usage"]
+    sims.openai_server.faults.push(Fault.respond(400, body=openai_error_body("bad", "invalid_request_error")))
+    assert (await llm.client.post("/v1/llm/requests", headers=workspace.headers, json={
+        "model": "openai:gpt-4o", "prompt": "Refused"})).status_code == 400
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families((await llm.client.get("/metrics")).text)
+               for s in family.samples}
+
+    def value(name: str, **labels: str) -> float:
+        return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    model = "openai:gpt-4o"
+    assert value("ionflux_llm_requests_total", task="text_generation", model=model, outcome="success") == 1
+    assert value("ionflux_llm_requests_total", task="text_generation", model=model, outcome="INVALID_REQUEST") == 1
+    assert value("ionflux_llm_tokens_total", model=model, kind="prompt") == usage["prompt_tokens"]
+    assert value("ionflux_llm_tokens_total", model=model, kind="completion") == usage["completion_tokens"]
+    price = PRICES[model]
+    cost = (usage["prompt_tokens"] * price["input"] + usage["completion_tokens"] * price["output"]) / 1e6
+    assert value("ionflux_llm_cost_usd_total", model=model) == pytest.approx(cost)
+    assert value("ionflux_llm_request_seconds_count", task="text_generation") == 2

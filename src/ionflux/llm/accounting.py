@@ -72,6 +72,28 @@ class LLMMetrics:
                                  ["from_model", "reason"], registry=registry)
         self.latency = Histogram("ionflux_llm_request_seconds", "End-to-end LLM request latency", ["task"],
                                  registry=registry)
+        self._series: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+
+    def call(self, task: str, model: str, outcome: str, usage: Usage, cost: float, seconds: float,
+             trace_id: str) -> None:
+        """Count one finished call. The labelled series are looked up once per (task, model, outcome): a
+        lookup through `labels()` costs more than the increments."""
+        series = self._series.get((task, model, outcome))
+        if series is None:
+            if len(self._series) > 10_000:
+                self._series.clear()
+            series = self._series[(task, model, outcome)] = (
+                self.requests.labels(task, model, outcome), self.tokens.labels(model, "prompt"),
+                self.tokens.labels(model, "completion"), self.cost.labels(model), self.latency.labels(task))
+        requests, prompt, completion, spent, latency = series
+        requests.inc()
+        if usage.prompt_tokens:
+            prompt.inc(usage.prompt_tokens)
+        if usage.completion_tokens:
+            completion.inc(usage.completion_tokens)
+        if cost:
+            spent.inc(cost)
+        latency.observe(seconds, exemplar={"trace_id": trace_id[:64]})
 
 
 class UsageRecorder:

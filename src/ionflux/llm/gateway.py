@@ -249,15 +249,7 @@ class Gateway:
         self.recorder.record(ctx.workspace_id, request_id=ctx.request_id, user_id=ctx.user_id, task_type=ctx.task,
                              model=name, status=status, usage=usage, cost=cost, latency_ms=elapsed * 1000,
                              attempts=max(tried, 1), key_source=key_source, error_code=code)
-        m = self.metrics
-        m.requests.labels(ctx.task, name, code or "success").inc()
-        if usage.prompt_tokens:
-            m.tokens.labels(name, "prompt").inc(usage.prompt_tokens)
-        if usage.completion_tokens:
-            m.tokens.labels(name, "completion").inc(usage.completion_tokens)
-        if cost:
-            m.cost.labels(name).inc(cost)
-        m.latency.labels(ctx.task).observe(elapsed, exemplar={"trace_id": ctx.request_id[:64]})
+        self.metrics.call(ctx.task, name, code or "success", usage, cost, elapsed, ctx.request_id)
         if code:
             log.info("llm call failed", extra={"model": name, "code": code, "attempts": tried,
                                                "workspace_id": ctx.workspace_id})
