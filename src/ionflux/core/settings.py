@@ -29,7 +29,30 @@ def config_file() -> Path:
     return Path(os.environ.get("IONFLUX_CONFIG_FILE", "ionflux.toml"))
 
 
-class Settings(BaseSettings):
+class _FileBackedSettings(BaseSettings):
+    """Environment variables over a table of the config file (the top level unless `toml_table` says)."""
+
+    @classmethod
+    def toml_table(cls) -> tuple[str, ...]:
+        return ()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        try:
+            toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file(), toml_table_header=cls.toml_table())
+        except KeyError:  # the file has no such table
+            return (init_settings, env_settings)
+        return (init_settings, env_settings, toml)
+
+
+class Settings(_FileBackedSettings):
     model_config = SettingsConfigDict(env_prefix="IONFLUX_", extra="ignore")
 
     data_dir: Path = Field(default=Path(".ionflux"), description="Directory for the SQLite file and key file")
@@ -60,17 +83,6 @@ class Settings(BaseSettings):
     webhook_retention_days: int = Field(default=8, gt=0, description="inbox rows (and dedupe keys) kept this long")
     webhook_inbox_writers: int = Field(
         default=1, gt=0, description="webhook inbox batches committed at once (PostgreSQL; SQLite has one writer)")
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_file()))
 
     @field_validator("database_url")
     @classmethod
@@ -106,7 +118,7 @@ class Settings(BaseSettings):
         return out
 
 
-class ServiceSettings(BaseSettings):
+class ServiceSettings(_FileBackedSettings):
     """A service's settings: `IONFLUX_<SECTION>_*` variables over the `[<section>]` table of the
     config file. Subclasses set `env_prefix="IONFLUX_<SECTION>_"`; a bad value fails at start with one
     line naming the variable (as the core's settings do)."""
@@ -136,20 +148,8 @@ class ServiceSettings(BaseSettings):
                                 f"{err['msg']} (got {_shown(err.get('input'), field)})") from None
 
     @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        section = settings_cls.section() if issubclass(settings_cls, ServiceSettings) else ""
-        try:
-            toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file(), toml_table_header=(section,))
-        except KeyError:  # the file has no [section] table
-            return (init_settings, env_settings)
-        return (init_settings, env_settings, toml)
+    def toml_table(cls) -> tuple[str, ...]:
+        return (cls.section(),)
 
     def masked(self) -> dict[str, Any]:
         return _masked(self)
