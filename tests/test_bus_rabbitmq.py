@@ -11,7 +11,7 @@ import json
 import socket
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,29 +23,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ionflux.core.bus import Backoff, Event, EventBus, emit
 from ionflux.core.db import Database
-from ionflux.core.models import OutboxEvent, ProcessedEvent
+from ionflux.core.models import ProcessedEvent
+
+from .polling import outbox_rows, until
 
 pytestmark = pytest.mark.rabbitmq
 TOPIC = "platform.test.events.orders.created"
-
-
-async def until(predicate: Callable[[], Any], timeout: float = 15.0) -> None:
-    """Poll `predicate` (sync or async) until it holds; fail after `timeout` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = predicate()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.02)
-
-
-async def outbox_rows(db: Database) -> list[OutboxEvent]:
-    async with db.system() as s:
-        return list((await s.scalars(select(OutboxEvent).order_by(OutboxEvent.seq))).all())
 
 
 async def all_published(db: Database) -> bool:

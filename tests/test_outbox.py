@@ -19,32 +19,15 @@ from ionflux.core.bus.consumers import deliver_once
 from ionflux.core.bus.relay import PublishFailure, PublishOutcome
 from ionflux.core.db import Database
 from ionflux.core.errors import Conflict, InvalidRequest
-from ionflux.core.models import OutboxEvent, ProcessedEvent, Workspace
+from ionflux.core.models import ProcessedEvent, Workspace
+
+from .polling import outbox_rows, until
 
 if TYPE_CHECKING:
     from .conftest import WorkspaceHandle
 
 TOPIC = "platform.test.events.orders.created"
 FAST = Backoff(base=0.01, cap=0.05)
-
-
-async def until(predicate: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float = 15.0) -> None:
-    """Poll `predicate` until it holds; fail after `timeout` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = predicate()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.02)
-
-
-async def outbox_rows(db: Database) -> list[OutboxEvent]:
-    async with db.system() as s:
-        return list((await s.scalars(select(OutboxEvent).order_by(OutboxEvent.seq))).all())
 
 
 async def emit_one(db: Database, workspace_id: str, topic: str = TOPIC, **data: Any) -> Event:

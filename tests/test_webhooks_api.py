@@ -11,7 +11,8 @@ import pytest
 from ionflux.core.platform import Platform
 
 from .conftest import WorkspaceHandle
-from .webhook_helpers import SHOP, Hooks, open_hooks, shopify_headers, until
+from .polling import until
+from .webhook_helpers import SHOP, Hooks, open_hooks, shopify_headers
 
 
 @pytest.fixture

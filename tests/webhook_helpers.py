@@ -3,20 +3,18 @@ a consumer that records what the bus delivered, and signers written from API_FAC
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -30,6 +28,8 @@ from ionflux.core.models import PLATFORM_WORKSPACE, Connection, OutboxEvent
 from ionflux.core.platform import Platform
 from ionflux.core.webhooks import WebhookDelivery, WebhookIngestion, default_registry
 
+from .polling import until
+
 SHOPIFY_SECRET = "shpss_current_0123456789abcdef"
 SHOPIFY_PREVIOUS = "shpss_previous_0123456789abcdef"
 WHATSAPP_SECRET = "meta-app-secret-0123456789"
@@ -41,14 +41,6 @@ PHONE_ID = "106540352242922"
 STRIPE_ACCOUNT = "acct_1TestAccount0001"
 TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:ses-notifications"
 CERT_URL = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem"
-
-
-async def until(predicate: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from ionflux.sandbox.server import SimulatorServer
 from ionflux.sandbox.webhook_sender import WebhookSender
 from ionflux.sandbox.whatsapp import WhatsAppSimulator
 from ionflux.services import services_running
-from tests.webhook_helpers import until
+from tests.polling import until
 
 APP_SECRET = "meta-app-secret-for-tests-0123"
 VERIFY_TOKEN = "verify-token-for-tests-0123"
