@@ -17,7 +17,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Select, event, text
+from sqlalchemy import Select, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
@@ -51,42 +51,57 @@ class Database:
             self.engine = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size)
             _ping_when_idle(self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Background work whose writes are re-derived if lost (see `tenant(background=True)`) has its own
+        # pool on PostgreSQL, whose connections commit without waiting for the WAL flush; it also
+        # keeps the relay and consumers from taking the connections requests need.
+        self.background_engine = self.engine
+        self._background_sessions = self.sessions
+        if not self.is_sqlite:
+            self.background_engine = create_async_engine(
+                url, echo=echo, pool_size=max(2, pool_size // 2), max_overflow=pool_size,
+                connect_args={"server_settings": {"synchronous_commit": "off"}})
+            _ping_when_idle(self.background_engine)
+            self._background_sessions = async_sessionmaker(self.background_engine, expire_on_commit=False)
+
+    @property
+    def engines(self) -> tuple[AsyncEngine, ...]:
+        return (self.engine,) if self.background_engine is self.engine else (self.engine, self.background_engine)
 
     @asynccontextmanager
-    async def tenant(self, workspace_id: str) -> AsyncIterator[AsyncSession]:
-        """A transaction that can only see and write rows of `workspace_id`. Commits on success."""
+    async def tenant(self, workspace_id: str, *, background: bool = False) -> AsyncIterator[AsyncSession]:
+        """A transaction that can only see and write rows of `workspace_id`. Commits on success.
+
+        `background=True`: the commit returns before its WAL record reaches disk (PostgreSQL). Only for
+        writes that are re-derived if lost: the outbox relay's bookkeeping and the embedded consumers'
+        work. Their source, an outbox row committed durably, stays pending until the relay's mark is on
+        disk, and PostgreSQL flushes the WAL in order, so a crash can only lose a suffix (the consumer's
+        work and the mark together), which is then redone; consumers are idempotent. Fewer fsyncs in
+        the background is lower latency for the durable commits that answer requests. (SQLite in WAL
+        mode with synchronous=NORMAL commits without a sync anyway.)
+        """
         if not workspace_id:
             raise TenancyViolation("a tenant session needs a workspace id")
-        async with self.sessions() as session, session.begin():
+        sessions = self._background_sessions if background else self.sessions
+        async with sessions() as session, session.begin():
             session.sync_session.info[_SCOPE] = workspace_id
             yield session
 
     @asynccontextmanager
-    async def system(self) -> AsyncIterator[AsyncSession]:
-        """A transaction across workspaces, for core machinery (relay, vault rotation, auth lookup)."""
-        async with self.sessions() as session, session.begin():
+    async def system(self, *, background: bool = False) -> AsyncIterator[AsyncSession]:
+        """A transaction across workspaces, for core machinery (relay, vault rotation, auth lookup).
+        `background`: as for `tenant`."""
+        sessions = self._background_sessions if background else self.sessions
+        async with sessions() as session, session.begin():
             session.sync_session.info[_SCOPE] = SYSTEM
             yield session
-
-    async def skip_commit_flush(self, session: AsyncSession) -> None:
-        """Let this transaction's commit return before its WAL record reaches disk (PostgreSQL).
-
-        Only for writes that are re-derived if lost: the outbox relay's bookkeeping and the embedded
-        consumers' work. Their source, an outbox row committed durably, stays pending until the relay's
-        mark is on disk, and PostgreSQL flushes the WAL in order, so a crash can only lose a suffix
-        (the consumer's work and the mark together), which is then redone; consumers are idempotent.
-        Fewer fsyncs in the background is lower latency for the durable commits that answer requests.
-        SQLite in WAL mode with synchronous=NORMAL already commits without a sync.
-        """
-        if not self.is_sqlite:
-            await session.execute(text("SET LOCAL synchronous_commit = off"))
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.exec_driver_sql("SELECT 1")
 
     async def dispose(self) -> None:
-        await self.engine.dispose()
+        for engine in self.engines:
+            await engine.dispose()
 
     def upgrade(self, revision: str = "heads") -> None:
         """Run Alembic migrations (synchronously; call before the event loop serves requests)."""

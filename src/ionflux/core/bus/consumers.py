@@ -68,13 +68,11 @@ async def deliver_once(db: Database, sub: Subscription, event: Event, metrics: M
     """Run `sub`'s handler for `event` unless it already ran. True if it ran now; raises if it failed.
 
     `outbox_backed`: the event's outbox row stays pending until this commit is followed by the relay's
-    mark, so the commit need not wait for its flush (`Database.skip_commit_flush`). Not for a broker
-    delivery, which is acknowledged (and gone) after the commit.
+    mark, so the commit need not wait for its flush (`Database.tenant(background=True)`). Not for a
+    broker delivery, which is acknowledged (and gone) after the commit.
     """
     try:
-        async with db.tenant(event.workspace_id) as session:
-            if outbox_backed:
-                await db.skip_commit_flush(session)
+        async with db.tenant(event.workspace_id, background=outbox_backed) as session:
             try:  # a Core insert: the unit of work costs more than the handler in small transactions
                 await session.execute(
                     insert(ProcessedEvent).values(
@@ -114,8 +112,7 @@ async def deliver_many(db: Database, sub: Subscription, events: list[Event],
     markers = dialect.insert(ProcessedEvent).on_conflict_do_nothing().returning(ProcessedEvent.event_id)
     rows = [{"consumer": sub.name, "event_id": e.id, "workspace_id": workspace, "processed_at": now} for e in events]
     try:
-        async with db.tenant(workspace) as session:
-            await db.skip_commit_flush(session)
+        async with db.tenant(workspace, background=True) as session:
             fresh = set((await session.scalars(markers, rows)).all())
             handled = []
             for event in events:

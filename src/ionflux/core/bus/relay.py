@@ -105,7 +105,13 @@ class OutboxRelay:
         if self.running:
             return
         self._wake, self._stopping = asyncio.Event(), asyncio.Event()
-        self._unregister_wake = on_commit_wake(self.db.engine, self.wake)
+        unregisters = [on_commit_wake(engine, self.wake) for engine in self.db.engines]
+
+        def unregister() -> None:
+            for undo in unregisters:
+                undo()
+
+        self._unregister_wake = unregister
         self._task = asyncio.create_task(self._run(), name="ionflux-outbox-relay")
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -135,9 +141,8 @@ class OutboxRelay:
                 async with self.db.system() as session:
                     await self._record(session, claimed, outcomes)
                 return len(claimed)
-            async with self.db.system() as session:
-                # A mark lost in a crash means the batch is published again: consumers are idempotent.
-                await self.db.skip_commit_flush(session)
+            # A mark lost in a crash means the batch is published again: consumers are idempotent.
+            async with self.db.system(background=True) as session:
                 rows = await self._claim(session, lock=True)
                 claimed = [(r.seq, r.attempts, Event.from_row(r)) for r in rows]
                 if not claimed:
