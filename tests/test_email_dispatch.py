@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -9,9 +10,18 @@ from sqlalchemy import select
 from ionflux.core.platform import Platform
 from ionflux.email.models import EmailStatusChange
 from ionflux.email.providers.base import Accepted, Account, EmailProvider, OutboundMessage, Outcome, ProviderFailure
+from ionflux.email.schemas import BatchRequest, BatchResult
 from ionflux.email.settings import EmailSettings
 from tests.conftest import WorkspaceHandle
 from tests.email_support import SENDER, email_env
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
 class ScriptedProvider:
@@ -77,3 +87,29 @@ async def test_chunks_overlap_send_and_recording(platform: Platform, workspace: 
         [["queued", "sent"]] * 3 + [["queued", "failed"]] * 3 + [["queued", "sent"]]
     types = [e.type.rsplit(".", 1)[1] for e in await env.events()]
     assert sorted(types) == sorted(["queued"] * 7 + ["sent"] * 4 + ["failed"] * 3)
+
+
+async def test_batch_replay_and_worker_takeover_after_a_lost_request(platform: Platform,
+                                                                    workspace: WorkspaceHandle) -> None:
+    clock = Clock()
+    settings = EmailSettings(worker_poll_seconds=3600)  # the background worker stays idle: rounds run by hand
+    async with email_env(platform, workspace.id, workspace.token, settings=settings, clock=clock) as env:
+        body: dict[str, Any] = {"from": SENDER, "subject": "Hi {{ n }}", "text": "t {{ n }}", "idempotency_key": "b-1",
+                                "recipients": [{"to": f"r{i}@example.com", "template_data": {"n": i}}
+                                               for i in range(4)]}
+        first = (await env.client.post("/v1/email/batch", headers=env.headers, json=body)).json()
+        again = (await env.client.post("/v1/email/batch", headers=env.headers, json=body)).json()
+        assert again["idempotent_replay"] is True and again["batch_id"] == first["batch_id"]
+        assert [r["message_id"] for r in again["results"]] == [r["message_id"] for r in first["results"]]
+        assert {r["status"] for r in again["results"]} == {"sent"} and len(env.sink.messages) == 4
+
+        # A request that dies after accepting (rows committed) but before dispatching: the worker sends it later.
+        lost = BatchRequest.model_validate({**body, "idempotency_key": "b-2"})
+        queued = await env.plugin.service.batches._accept(workspace.id, lost)
+        assert not isinstance(queued, BatchResult) and len(queued.prepared) == 4
+        assert await env.plugin.worker.run_once() == 0  # hidden while the request could still send it
+        clock.now += timedelta(seconds=settings.claim_seconds + 1)
+        assert await env.plugin.worker.run_once() == 4
+        view = (await env.client.get(f"/v1/email/batches/{queued.batch_id}", headers=env.headers)).json()
+        assert {r["status"] for r in view["results"]} == {"sent"} and len(env.sink.messages) == 8
+        assert await env.plugin.worker.run_once() == 0 and len(env.sink.messages) == 8  # sent once
