@@ -93,39 +93,50 @@ async def deliver_once(db: Database, sub: Subscription, event: Event, metrics: M
     return True
 
 
-async def deliver_many(db: Database, sub: Subscription, events: list[Event],
+async def deliver_many(db: Database, deliveries: list[tuple[Subscription, Event]],
                        metrics: Metrics | None = None) -> list[Exception | None]:
-    """`deliver_once` for several outbox events of one workspace, in order, in one transaction.
+    """`deliver_once` for several (consumer, outbox event) pairs of one workspace, in order, in one transaction.
 
-    One multi-row marker insert (skipping events already processed) and one commit instead of one
-    transaction per event. If anything fails, the whole transaction is rolled back and each event is
-    delivered alone, so one bad event fails only itself. Returns each event's failure (None: done).
-    For the embedded transport: the commits are `outbox_backed` (see `deliver_once`).
+    One multi-row marker insert (skipping pairs already processed) and one commit instead of one
+    transaction per pair. If anything fails, the whole transaction is rolled back and each pair is
+    delivered alone, so one bad event fails only its own delivery. Returns each pair's failure (None:
+    done). For the embedded transport: the commits are `outbox_backed` (see `deliver_once`).
     """
-    if len(events) < 2:
-        return [await _outcome(deliver_once(db, sub, e, metrics, outbox_backed=True)) for e in events]
-    workspace = events[0].workspace_id
-    if any(e.workspace_id != workspace for e in events):
+    if len(deliveries) < 2:
+        return [await _outcome(deliver_once(db, sub, e, metrics, outbox_backed=True)) for sub, e in deliveries]
+    workspace = deliveries[0][1].workspace_id
+    if any(e.workspace_id != workspace for _, e in deliveries):
         raise ValueError("deliver_many takes the events of one workspace")
     now = utcnow()
     dialect = sqlite if db.is_sqlite else postgresql
-    markers = dialect.insert(ProcessedEvent).on_conflict_do_nothing().returning(ProcessedEvent.event_id)
-    rows = [{"consumer": sub.name, "event_id": e.id, "workspace_id": workspace, "processed_at": now} for e in events]
+    markers = (dialect.insert(ProcessedEvent).on_conflict_do_nothing()
+               .returning(ProcessedEvent.consumer, ProcessedEvent.event_id))
+    rows = [{"consumer": sub.name, "event_id": e.id, "workspace_id": workspace, "processed_at": now}
+            for sub, e in deliveries]
+    handled: list[bool] = []
+    in_handler = False
     try:
         async with db.tenant(workspace, background=True) as session:
-            fresh = set((await session.scalars(markers, rows)).all())
-            handled = []
-            for event in events:
-                handled.append(event.id in fresh)
+            fresh = {(c, i) for c, i in (await session.execute(markers, rows)).all()}
+            for sub, event in deliveries:
+                handled.append((sub.name, event.id) in fresh)
                 if handled[-1]:
-                    fresh.discard(event.id)  # the same event twice in a batch acts once
+                    fresh.discard((sub.name, event.id))  # the same delivery twice in a batch acts once
+                    in_handler = True
                     await sub.handler(event, session)
-    except Exception:
-        log.info("consumer %s: a batch of %d events failed; delivering them one by one", sub.name, len(events))
-        return [await _outcome(deliver_once(db, sub, e, metrics, outbox_backed=True)) for e in events]
-    for ran in handled:
+                    in_handler = False
+    except Exception as exc:
+        # A handler that raised has had this attempt (it is not run again now: the relay retries it
+        # with backoff); everything else in the batch is delivered alone.
+        failing = len(handled) - 1 if in_handler else None
+        if failing is not None:
+            _count(metrics, deliveries[failing][0].name, "failed")
+        log.info("a batch of %d deliveries failed; delivering them one by one", len(deliveries))
+        return [exc if n == failing else await _outcome(deliver_once(db, sub, e, metrics, outbox_backed=True))
+                for n, (sub, e) in enumerate(deliveries)]
+    for (sub, _), ran in zip(deliveries, handled, strict=True):
         _count(metrics, sub.name, "handled" if ran else "duplicate")
-    return [None] * len(events)
+    return [None] * len(deliveries)
 
 
 async def _outcome(delivery: Awaitable[bool]) -> Exception | None:

@@ -1,8 +1,8 @@
 """`embedded://`: publishing an event means handing it to the matching in-process consumers.
 
-A relay batch is split into workspaces; each consumer takes its matching events of a workspace in
-one transaction (`deliver_many`), in outbox order, and for every event the consumers run in
-subscription order.
+A relay batch is split into workspaces; a workspace's events go to their consumers in chunks, each
+chunk in one transaction (`deliver_many`): each consumer sees its events in outbox order, and for
+every event the consumers run in subscription order.
 
 A consumer that raises makes the publish of that event fail, so the relay retries it with backoff;
 consumers that already succeeded skip it by idempotency. After `max_deliveries` failures the outbox
@@ -44,7 +44,7 @@ class EmbeddedTransport:
         self.max_deliveries = max_deliveries
         self.metrics = metrics
         self.concurrency = concurrency  # workspaces dispatched at once (keep under the DB pool size)
-        # Events per consumer transaction: fewer commits, but each transaction's flush is one stretch of
+        # Events per consumers' transaction: fewer commits, but each transaction's flush is one stretch of
         # CPU on the event loop (and, on SQLite, the write lock is held from its first statement), so it
         # stays short enough not to stall the requests (and the webhook inbox) sharing the process.
         self.chunk = chunk
@@ -59,16 +59,15 @@ class EmbeddedTransport:
         subscriptions = list(self.subscriptions())
 
         async def run_lane(indexes: list[int]) -> None:
-            for sub in subscriptions:
-                mine = [i for i in indexes if sub.matches(events[i].type)]
-                for start in range(0, len(mine), self.chunk):
-                    chunk = mine[start:start + self.chunk]
-                    outcomes = await deliver_many(self.db, sub, [events[i] for i in chunk], self.metrics)
-                    for i, outcome in zip(chunk, outcomes, strict=True):
-                        if outcome is not None:
-                            log.warning("consumer %s failed on event %s (%s)", sub.name, events[i].id,
-                                        events[i].type, exc_info=outcome)
-                            failures[i].append((sub.name, outcome))
+            for start in range(0, len(indexes), self.chunk):
+                pairs = [(sub, i) for i in indexes[start:start + self.chunk]
+                         for sub in subscriptions if sub.matches(events[i].type)]
+                outcomes = await deliver_many(self.db, [(sub, events[i]) for sub, i in pairs], self.metrics)
+                for (sub, i), outcome in zip(pairs, outcomes, strict=True):
+                    if outcome is not None:
+                        log.warning("consumer %s failed on event %s (%s)", sub.name, events[i].id, events[i].type,
+                                    exc_info=outcome)
+                        failures[i].append((sub.name, outcome))
 
         if self.db.is_sqlite:
             for indexes in lanes.values():
