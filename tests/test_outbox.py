@@ -14,10 +14,10 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ionflux.core.bus import Backoff, Event, EventBus, OutboxRelay, emit
+from ionflux.core.bus import Backoff, Event, EventBus, OutboxRelay, emit, emit_many
 from ionflux.core.bus.consumers import deliver_once
 from ionflux.core.bus.relay import PublishFailure, PublishOutcome
-from ionflux.core.db import Database
+from ionflux.core.db import Database, TenancyViolation
 from ionflux.core.errors import Conflict, InvalidRequest
 from ionflux.core.models import ProcessedEvent, Workspace
 
@@ -133,6 +133,35 @@ async def test_consumer_seeing_an_event_twice_acts_once(database: Database, bus:
         made = await s.scalar(select(func.count()).select_from(Workspace).where(Workspace.id.like("from-%")))
         markers = await s.scalar(select(func.count()).select_from(ProcessedEvent))
     assert (made, markers) == (3, 3)
+
+
+async def test_emit_many_writes_what_emit_writes_and_checks_the_same(database: Database, bus: EventBus) -> None:
+    got: list[Event] = []
+
+    async def record(event: Event, session: AsyncSession) -> None:
+        got.append(event)
+
+    bus.subscribe("many", ["platform.test.events.#"], record)
+    await bus.start()
+    items = [(TOPIC, {"n": i, "text": "ç", "nested": {"ok": [1, 2]}}, f"order/{i}") for i in range(3)]
+    items.append(("platform.test.events.refunds.created", {}, None))
+    async with database.tenant("ws-1") as s:
+        made = await emit_many(s, items, source="/tests")
+    await until(lambda: len(got) == 4)  # the commit woke the relay
+    assert [(e.id, e.type, e.data, e.subject, e.source, e.workspace_id) for e in got] == [
+        (m.id, t, d, sub, "/tests", "ws-1") for m, (t, d, sub) in zip(made, items, strict=True)]
+    rows = {r.id: r for r in await outbox_rows(database)}
+    assert {rows[m.id].status for m in made} == {"published"} and {rows[m.id].attempts for m in made} == {0}
+    with pytest.raises(InvalidRequest, match=r"topic|type"):
+        async with database.tenant("ws-1") as s:
+            await emit_many(s, [(TOPIC, {}, None), ("not a topic", {}, None)])
+    with pytest.raises(InvalidRequest, match="JSON"):
+        async with database.tenant("ws-1") as s:
+            await emit_many(s, [(TOPIC, {"when": object()}, None)])
+    with pytest.raises(TenancyViolation):
+        async with database.tenant("ws-1") as s:
+            await emit_many(s, [(TOPIC, {}, None)], workspace_id="ws-2")
+    assert len(await outbox_rows(database)) == 4  # nothing of the refused calls was written
 
 
 async def test_a_batch_is_one_transaction_and_a_bad_event_fails_only_itself(database: Database,

@@ -18,11 +18,11 @@ from sqlalchemy import Table, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ionflux.core.bulk import RowWriter
 from ionflux.core.db import Database
 from ionflux.core.errors import InvalidRequest, NotFound
 from ionflux.core.models import new_id
 from ionflux.email.addresses import Address, parse_address
-from ionflux.email.bulk import RowWriter
 from ionflux.email.compose import (
     check_headers,
     check_send_at,

@@ -18,9 +18,9 @@ from typing import Any, Protocol, cast
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ionflux.core.bulk import RowWriter
 from ionflux.core.bus import emit_many
 from ionflux.core.bus.envelope import format_time
-from ionflux.email.bulk import RowWriter
 from ionflux.email.models import EmailStatusChange
 
 STATUSES = ("queued", "sent", "delivered", "opened", "clicked", "deferred", "bounced", "dropped", "failed",

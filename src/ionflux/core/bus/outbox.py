@@ -12,17 +12,18 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, insert, select
+from sqlalchemy import ColumnElement, Table, select
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
+from ionflux.core.bulk import RowWriter
 from ionflux.core.bus.envelope import Event, validate_topic
 from ionflux.core.bus.patterns import compile_pattern
 from ionflux.core.db import SYSTEM, TenancyViolation, scope_of
 from ionflux.core.errors import InvalidRequest
-from ionflux.core.models import OutboxEvent
+from ionflux.core.models import OutboxEvent, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +60,30 @@ async def emit_many(
     source: str = "ionflux",
     workspace_id: str | None = None,
 ) -> list[Event]:
-    """`emit` for many `(type, data, subject)` at once: the same checks and rows, written with one multi-row
-    INSERT instead of one ORM object each (for a transaction that records thousands of changes)."""
-    made = [_checked(session, type, data, subject, source, workspace_id) for type, data, subject in events]
-    if made:
-        # A Core (table) insert: one executemany, without the ORM bulk path's per-row bookkeeping.
-        await session.execute(insert(cast(Table, OutboxEvent.__table__)), [_row(e) for e in made])
-        session.sync_session.info[_EMITTED] = True
+    """`emit` for many `(type, data, subject)` at once (a transaction that records thousands of changes):
+    the same checks, with the scope checked once and each topic once, and rows written by one driver
+    executemany (`RowWriter`). The events share one time, the moment they are emitted."""
+    items = list(events)
+    if not items:
+        return []
+    scope_checked = _checked(session, items[0][0], items[0][1], items[0][2], source, workspace_id)
+    workspace, now = scope_checked.workspace_id, utcnow()
+    table = cast(Table, OutboxEvent.__table__)
+    writer = RowWriter(session, table, {"source": source, "workspace_id": workspace, "time": now,
+                                        "next_attempt_at": now, "status": "pending", "attempts": 0},
+                       ("id", "type", "subject", "data"))
+    topics: set[str] = set()
+    made = []
+    for type, data, subject in items:
+        if type not in topics:
+            validate_topic(type)
+            topics.add(type)
+        _validated_data(data, subject)
+        event = Event(type=type, data=data, subject=subject, source=source, workspace_id=workspace, time=now)
+        writer.add((event.id, type, subject, data))
+        made.append(event)
+    await writer.flush()
+    session.sync_session.info[_EMITTED] = True
     return made
 
 
@@ -95,6 +113,12 @@ def _checked(session: AsyncSession, type: str, data: dict[str, Any], subject: st
 
 def _validated(type: str, data: dict[str, Any], subject: str | None, source: str) -> None:
     validate_topic(type)
+    if not source or len(source) > _MAX_SOURCE:
+        raise InvalidRequest("event source must be 1-255 characters", field="source")
+    _validated_data(data, subject)
+
+
+def _validated_data(data: dict[str, Any], subject: str | None) -> None:
     if not isinstance(data, dict):
         raise InvalidRequest("event data must be a JSON object", field="data")
     try:
@@ -103,8 +127,6 @@ def _validated(type: str, data: dict[str, Any], subject: str | None, source: str
         raise InvalidRequest(f"event data is not JSON-serialisable: {exc}", field="data") from None
     if subject is not None and (not isinstance(subject, str) or len(subject) > 255):
         raise InvalidRequest("event subject must be a string of at most 255 characters", field="subject")
-    if not source or len(source) > _MAX_SOURCE:
-        raise InvalidRequest("event source must be 1-255 characters", field="source")
 
 
 def _row(event: Event) -> dict[str, Any]:

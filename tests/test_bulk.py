@@ -8,8 +8,8 @@ from typing import Any, cast
 import pytest
 from sqlalchemy import Table, insert, select, text
 
+from ionflux.core.bulk import RowWriter
 from ionflux.core.db import Database
-from ionflux.email.bulk import RowWriter
 from ionflux.email.models import EmailMessage, EmailStatusChange
 
 NOW = datetime(2026, 11, 27, 4, 30, 53, 123456, tzinfo=UTC)
