@@ -5,8 +5,9 @@
 SendGrid: `POST /v1/email/batch` (validation, suppression check, rendering, rows + events in the database,
 dispatch) to the SendGrid simulator, vs one raw `httpx` mail/send POST per recipient. SMTP: the same batch to
 the aiosmtpd sink, vs one raw `aiosmtplib.send` per recipient. Prints recipients/s, provider requests and
-the ratios, and the CPU seconds the service leg used (this process also runs the simulator, the sink and
-the outbox relay). Everything runs in this process on loopback (SQLite in a temporary directory). It also
+the ratios, and the CPU seconds the service leg used (this process also runs the HTTP client, the SMTP sink
+and the outbox relay). The service runs in this process (pinned to --cpu, SQLite in a temporary directory);
+the SendGrid simulator runs in a process of its own on --simulator-cpu, as the real provider is elsewhere. It also
 checks that the bulk path left every message's queued and sent history rows and events.
 """
 
@@ -14,8 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import socket
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +40,6 @@ from ionflux.email.providers.sendgrid import SendGridProvider
 from ionflux.email.providers.smtp import SmtpProvider
 from ionflux.email.service_plugin import EmailPlugin
 from ionflux.email.settings import EmailSettings, SendGridSettings, SmtpSettings
-from ionflux.sandbox.sendgrid import SendGridSimulator
-from ionflux.sandbox.server import SimulatorServer
 from ionflux.sandbox.smtp_sink import SmtpSink
 from ionflux.services import services_running
 
@@ -138,14 +143,47 @@ async def raw_smtp(n: int, sink: SmtpSink) -> float:
     return time.perf_counter() - started
 
 
-async def main(n: int, only: str | None) -> None:
-    sim = SendGridSimulator(api_keys={KEY}, events=False)
+@contextmanager
+def sendgrid_simulator(cpu: int | None) -> Iterator[str]:
+    """The SendGrid simulator in a process of its own (on `cpu`): like the real provider, its work is not
+    this process's. A fresh one per leg, so each leg starts with an empty mail store."""
+    port = _free_port()
+    code = ("import uvicorn; from ionflux.sandbox.sendgrid import SendGridSimulator; "
+            f"uvicorn.run(SendGridSimulator(api_keys={{{KEY!r}}}, events=False).app(), host='127.0.0.1', "
+            f"port={port}, log_level='warning')")
+    argv = [sys.executable, "-c", code]
+    proc = subprocess.Popen(["taskset", "-c", str(cpu), *argv] if cpu is not None else argv)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(url + "/", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise SystemExit("the SendGrid simulator did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def main(n: int, only: str | None, sim_cpu: int | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        async with SimulatorServer(sim.app(), name="sendgrid") as server, SmtpSink(with_api=False) as sink:
+        async with SmtpSink(with_api=False) as sink:
             if only in (None, "sendgrid"):
-                base = await raw_httpx(n, server.base_url)
-                sim.mails.clear()  # each leg starts with an empty store, as the SMTP legs do (sink.clear())
-                ours, requests = await through_service("sendgrid", n, server.base_url, sink, Path(tmp))
+                with sendgrid_simulator(sim_cpu) as url:
+                    base = await raw_httpx(n, url)
+                with sendgrid_simulator(sim_cpu) as url:
+                    ours, requests = await through_service("sendgrid", n, url, sink, Path(tmp))
                 print(f"SendGrid  service: {n} recipients in {ours:6.2f} s = {n / ours:8.0f}/s "
                       f"({CPU['sendgrid']:.2f} CPU s), {requests} provider requests | raw httpx: {base:6.2f} s = "
                       f"{n / base:8.0f}/s, {n} requests | speed-up x{base / ours:.1f}, requests /{n / requests:.0f}")
@@ -154,14 +192,18 @@ async def main(n: int, only: str | None) -> None:
             sink.clear()
             base = await raw_smtp(n, sink)
             sink.clear()
-            ours, connections = await through_service("smtp", n, server.base_url, sink, Path(tmp))
+            ours, connections = await through_service("smtp", n, "http://127.0.0.1:9", sink, Path(tmp))
             print(f"SMTP      service: {n} recipients in {ours:6.2f} s = {n / ours:8.0f}/s "
                   f"({CPU['smtp']:.2f} CPU s), {connections} SMTP connections | raw aiosmtplib.send: {base:6.2f} s = "
                   f"{n / base:8.0f}/s, {n} connections | ratio x{base / ours:.2f}")
+
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--recipients", type=int, default=10_000)
     parser.add_argument("--only", choices=["sendgrid", "smtp"], help="run one provider's legs")
+    parser.add_argument("--cpu", type=int, default=0, help="the CPU this process (the service) runs on")
+    parser.add_argument("--simulator-cpu", type=int, default=1, help="the CPU the SendGrid simulator runs on")
     args = parser.parse_args()
-    asyncio.run(main(args.recipients, args.only))
+    os.sched_setaffinity(0, {args.cpu})
+    asyncio.run(main(args.recipients, args.only, args.simulator_cpu))
