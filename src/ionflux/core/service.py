@@ -9,10 +9,13 @@ interface, never through its internals.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, ClassVar
 
-from fastapi import APIRouter
-from starlette.routing import BaseRoute
+from fastapi import APIRouter, Request
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute, Route
 
 if TYPE_CHECKING:
     from ionflux.core.platform import Platform
@@ -29,8 +32,9 @@ class Service:
 
     def hot_routes(self) -> list[BaseRoute]:
         """Latency-critical endpoints served by plain Starlette routes, matched before every API router:
-        no FastAPI routing or dependency solving. They take a `Request`, parse and authenticate it
-        themselves, and raise `IonfluxError`s like any other route (the app's handlers apply)."""
+        no FastAPI routing or dependency solving (`served_directly` makes them from API routes, which
+        stay documented). They parse and authenticate the request themselves and raise `IonfluxError`s
+        like any other route (the app's handlers and middleware apply)."""
         return []
 
     def body_limits(self) -> dict[str, int]:
@@ -43,3 +47,28 @@ class Service:
 
     async def stop(self) -> None:
         """Called before the platform stops."""
+
+
+def served_directly(routers: Iterable[APIRouter], *wanted: str) -> list[BaseRoute]:
+    """Starlette routes for the named API routes (`"POST /v1/chat/completions"`), for `hot_routes`: the
+    same endpoints, matched first and called without FastAPI's routing and dependency solving. The API
+    routes stay in their routers for the OpenAPI schema (shadowed, never reached). Each endpoint must
+    take only the `Request` and return a `Response`."""
+    found: dict[str, BaseRoute] = {}
+    for router in routers:
+        for route in router.routes:
+            if not isinstance(route, APIRoute):
+                continue
+            for method in route.methods or ():
+                key = f"{method} {route.path}"
+                if key not in wanted:
+                    continue
+                params = list(inspect.signature(route.endpoint).parameters.values())
+                if len(params) != 1 or params[0].annotation not in (Request, "Request"):
+                    raise TypeError(f"{key}: a directly served endpoint takes only the Request")
+                found[key] = Route(route.path, route.endpoint, methods=[method])
+    missing = [key for key in wanted if key not in found]
+    if missing:
+        raise LookupError(f"no API route for {', '.join(missing)}")
+    return [found[key] for key in wanted]
+

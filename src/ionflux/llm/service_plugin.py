@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from fastapi import APIRouter
+from starlette.routing import BaseRoute
 
-from ionflux.core.service import Service
+from ionflux.core.service import Service, served_directly
 from ionflux.llm.interface import DEFAULT_EMBEDDING_DIMENSION, DEFAULT_EMBEDDING_MODEL
 from ionflux.llm.providers.anthropic import AnthropicAdapter
 from ionflux.llm.providers.base import ProviderAdapter, provider_metrics
@@ -31,6 +32,7 @@ class LLMService(Service):
     def __init__(self, platform: Platform, *, settings: LLMSettings | None = None) -> None:
         super().__init__(platform)
         self.settings = settings or LLMSettings()
+        self._routers: list[APIRouter] | None = None
         http_metrics = provider_metrics()
         adapters: dict[str, ProviderAdapter] = {
             "openai": OpenAICompatibleAdapter(OpenAISettings(), http_metrics),
@@ -49,7 +51,14 @@ class LLMService(Service):
         from ionflux.llm.api import build_router
         from ionflux.llm.openai_api import build_openai_router
 
-        return [build_router(self.orchestrator), build_openai_router(self.orchestrator)]
+        if self._routers is None:
+            self._routers = [build_router(self.orchestrator), build_openai_router(self.orchestrator)]
+        return self._routers
+
+    def hot_routes(self) -> list[BaseRoute]:
+        # The per-call routes (they parse and authenticate the request themselves).
+        return served_directly(self.routers(), "POST /v1/llm/requests", "POST /v1/chat/completions",
+                               "POST /v1/embeddings")
 
     async def start(self) -> None:
         await self.orchestrator.start()
