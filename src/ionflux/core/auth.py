@@ -20,9 +20,14 @@ class Principal:
     is_admin: bool = False
 
 
-def get_platform(request: Request) -> Platform:
+def platform_of(request: Request) -> Platform:
     platform: Platform = request.app.state.platform
     return platform
+
+
+async def get_platform(request: Request) -> Platform:
+    """`platform_of` as a dependency (async: FastAPI runs a sync one in its thread pool, a thread hop)."""
+    return platform_of(request)
 
 
 async def authenticate(request: Request, platform: Annotated[Platform, Depends(get_platform)]) -> Principal:

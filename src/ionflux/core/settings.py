@@ -65,6 +65,8 @@ class Settings(_FileBackedSettings):
     admin_token: SecretStr | None = None
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     log_level: str = "INFO"
+    otel: bool = Field(default=False, description="let FastAPI's native OpenTelemetry instrument requests "
+                                                 "(with the tracer/meter providers your process configures)")
     db_pool_size: int = Field(default=10, gt=0)
     outbox_max_attempts: int = Field(default=0, ge=0, description="0 = retry publishing forever")
     bus_max_deliveries: int = Field(default=5, gt=0, description="deliveries before dead-lettering")
