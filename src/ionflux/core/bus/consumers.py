@@ -125,6 +125,8 @@ async def deliver_many(db: Database, deliveries: list[tuple[Subscription, Event]
                     in_handler = True
                     await sub.handler(event, session)
                     in_handler = False
+                    # Let waiting requests run between handlers: a batch is background work sharing the loop.
+                    await asyncio.sleep(0)
     except Exception as exc:
         # A handler that raised has had this attempt (it is not run again now: the relay retries it
         # with backoff); everything else in the batch is delivered alone.

@@ -72,7 +72,7 @@ class EventBus:
             outbox_max_attempts=settings.outbox_max_attempts,
             relay_poll_seconds=settings.relay_poll_seconds,
             relay_batch_size=settings.relay_batch_size,
-            consumer_batch=settings.bus_consumer_batch,
+            consumer_batch=settings.bus_consumer_batch or (50 if db.is_sqlite else 16),
             processed_retention_days=settings.processed_retention_days,
             **options,
         )
