@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import select
 
 from ionflux.app import create_app
@@ -24,14 +21,6 @@ from ionflux.sandbox.smtp_sink import SmtpSink
 from ionflux.services import services_running
 
 SENDER = "news@shop.example.com"
-
-
-async def until(predicate: Callable[[], Awaitable[bool]], within: float = 15.0) -> None:
-    deadline = time.monotonic() + within
-    while not await predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {within}s")
-        await asyncio.sleep(0.02)
 
 
 @dataclass

@@ -12,7 +12,8 @@ from typing import Any
 from ionflux.core.platform import Platform
 from ionflux.email.settings import EmailSettings
 from tests.conftest import WorkspaceHandle
-from tests.email_support import SENDER, EmailEnv, email_env, until
+from tests.email_support import SENDER, EmailEnv, email_env
+from tests.polling import until
 
 
 class Clock:

@@ -30,7 +30,8 @@ from ionflux.sandbox.server import SimulatorServer
 from ionflux.sandbox.smtp_sink import SmtpSink
 from ionflux.sandbox.webhook_sender import WebhookSender
 from tests.conftest import WorkspaceHandle
-from tests.email_support import SENDER, EmailEnv, email_env, until
+from tests.email_support import SENDER, EmailEnv, email_env
+from tests.polling import until
 
 PLATFORM_KEY = "SG.platform-key-0123456789"
 

@@ -16,7 +16,8 @@ from ionflux.core.platform import Platform
 from tests import email_ses_support
 from tests.conftest import WorkspaceHandle
 from tests.email_ses_support import WireTap
-from tests.email_support import SENDER, EmailEnv, until
+from tests.email_support import SENDER, EmailEnv
+from tests.polling import until
 from tests.test_email_ses import ses_env
 from tests.webhook_helpers import SnsKeys, sns_headers, sns_message
 
