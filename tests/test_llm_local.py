@@ -107,6 +107,18 @@ async def test_local_text_generation_says_it_is_not_installed(llm: LLMApp, works
     assert "pip install 'ionflux[local-llm]'" in body["error"]["message"]
 
 
+async def test_local_text_generation_answers_when_installed(llm: LLMApp, workspace) -> None:
+    pytest.importorskip("llama_cpp", reason="the optional extra local-llm is not installed")
+    r = await llm.client.post("/v1/llm/requests", headers=workspace.headers,
+                              json={"model": "local:smollm2-135m-instruct", "prompt": "Say hello to a customer.",
+                                    "parameters": {"max_tokens": 16, "temperature": 0}})
+    body = r.json()
+    assert r.status_code == 200 and body["status"] == "success", body
+    usage = body["provider_response"]["usage"]
+    assert body["provider_response"]["choices"][0]["text"].strip()
+    assert 0 < usage["completion_tokens"] <= 16 and usage["prompt_tokens"] > 0
+
+
 def test_heavy_imports_wait_for_first_use() -> None:
     code = ("import sys; from ionflux.llm.service_plugin import LLMService; import ionflux.llm.api, "
             "ionflux.llm.openai_api; print(sorted(m for m in ('torch', 'sentence_transformers', 'transformers', "

