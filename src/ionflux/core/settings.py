@@ -85,6 +85,9 @@ class Settings(_FileBackedSettings):
         default=5.0, ge=0, description="how long encrypted credential rows are kept in memory (0: never)")
     webhook_max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="largest webhook body accepted")
     webhook_retention_days: int = Field(default=8, gt=0, description="inbox rows (and dedupe keys) kept this long")
+    webhook_publish_delay_seconds: float = Field(
+        default=0.05, ge=0, description="how long the relay's wake-up after an inbox commit is held to gather "
+                                        "more events per batch (publish latency against background overhead)")
     webhook_inbox_writers: int = Field(
         default=1, gt=0, description="webhook inbox batches committed at once (PostgreSQL; SQLite has one writer)")
 

@@ -86,7 +86,8 @@ class WebhookIngestion:
                 self.registry.register(provider)
         self.inbox = inbox or WebhookInbox(
             platform.db, wake=platform.bus.wake, retention=timedelta(days=platform.settings.webhook_retention_days),
-            writers=1 if platform.db.is_sqlite else platform.settings.webhook_inbox_writers)
+            writers=1 if platform.db.is_sqlite else platform.settings.webhook_inbox_writers,
+            wake_delay=platform.settings.webhook_publish_delay_seconds)
         self.metrics = WebhookMetrics.on(platform.metrics.registry)
         self.max_body_bytes = platform.settings.webhook_max_body_bytes
         self._secrets: TtlCache[tuple[str, str, str], Mapping[str, str]] = TtlCache(secret_ttl)
