@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ionflux.core.bulk import RowWriter
@@ -34,6 +33,7 @@ from ionflux.email.compose import (
     tag_index,
 )
 from ionflux.email.dispatch import Dispatcher
+from ionflux.email.idempotency import accept_once
 from ionflux.email.models import EmailBatch, EmailMessage
 from ionflux.email.providers.base import OutboundMessage
 from ionflux.email.schemas import BatchRequest, BatchResult, RecipientResult
@@ -105,16 +105,8 @@ class BatchSender:
         self.wake = wake
 
     async def batch(self, workspace_id: str, request: BatchRequest) -> BatchResult:
-        try:
-            accepted = await self._accept(workspace_id, request)
-        except IntegrityError:
-            if request.idempotency_key is None:
-                raise
-            async with self.db.tenant(workspace_id) as session:  # a concurrent twin won the key
-                replay = await self._replay(session, request.idempotency_key)
-            if replay is None:
-                raise
-            return replay
+        accepted = await accept_once(self.db, workspace_id, request.idempotency_key,
+                                     lambda: self._accept(workspace_id, request), self._replay)
         if isinstance(accepted, BatchResult):  # an idempotent replay
             return accepted
         if accepted.later or not accepted.prepared:

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ionflux.core.errors import InvalidRequest
@@ -26,6 +25,7 @@ from ionflux.email.compose import (
     tag_index,
 )
 from ionflux.email.dispatch import Dispatcher
+from ionflux.email.idempotency import accept_once
 from ionflux.email.models import EmailMessage
 from ionflux.email.schemas import BatchRequest, BatchResult, Refusal, SendRequest, SendResult
 from ionflux.email.settings import EmailSettings
@@ -51,16 +51,8 @@ class EmailService:
 
     # -- one message -------------------------------------------------------------------------------
     async def send(self, workspace_id: str, request: SendRequest) -> SendResult:
-        try:
-            result = await self._accept(workspace_id, request)
-        except IntegrityError:
-            if request.idempotency_key is None:
-                raise
-            async with self.db.tenant(workspace_id) as session:  # a concurrent twin won the key
-                replay = await self._replay_message(session, request.idempotency_key)
-            if replay is None:
-                raise
-            return replay
+        result = await accept_once(self.db, workspace_id, request.idempotency_key,
+                                   lambda: self._accept(workspace_id, request), self._replay_message)
         if result.idempotent_replay or result.status != "queued":
             return result
         if self._due_now(request.send_at):
