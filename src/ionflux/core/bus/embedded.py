@@ -37,7 +37,7 @@ class EmbeddedTransport:
         max_deliveries: int = 5,
         metrics: Metrics | None = None,
         concurrency: int = 8,
-        chunk: int = 16,
+        chunk: int = 0,
     ) -> None:
         self.db = db
         self.subscriptions = subscriptions
@@ -47,7 +47,9 @@ class EmbeddedTransport:
         # Events per consumers' transaction: fewer commits, but each transaction's flush is one stretch of
         # CPU on the event loop (and, on SQLite, the write lock is held from its first statement), so it
         # stays short enough not to stall the requests (and the webhook inbox) sharing the process.
-        self.chunk = chunk
+        # 0: by database — 50 on SQLite, where each transaction costs thread hand-offs; 16 on PostgreSQL,
+        # where a shorter stretch measured a better tail.
+        self.chunk = chunk or (50 if db.is_sqlite else 16)
 
     async def publish(self, events: Sequence[Event]) -> list[PublishOutcome]:
         # Each workspace's events reach each consumer in outbox order. On PostgreSQL, workspaces are

@@ -31,7 +31,7 @@ class EventBus:
         outbox_max_attempts: int = 0,
         relay_poll_seconds: float = 1.0,
         relay_batch_size: int = 50,
-        consumer_batch: int = 16,
+        consumer_batch: int = 0,
         processed_retention_days: int = 14,
         backoff: Backoff | None = None,
         **rabbitmq_options: Any,
@@ -72,7 +72,7 @@ class EventBus:
             outbox_max_attempts=settings.outbox_max_attempts,
             relay_poll_seconds=settings.relay_poll_seconds,
             relay_batch_size=settings.relay_batch_size,
-            consumer_batch=settings.bus_consumer_batch or (50 if db.is_sqlite else 16),
+            consumer_batch=settings.bus_consumer_batch,
             processed_retention_days=settings.processed_retention_days,
             **options,
         )
