@@ -2,8 +2,8 @@
 `ionflux serve --only llm` (auth, key resolution from the vault, limits, usage accounting all on), (c) through
 a bare aiohttp pass-through and (d) through a LiteLLM proxy when a venv with it is given — in the same run.
 
-    .venv/bin/python bench/llm_gateway.py                                   # direct and IONFLUX
-    .venv/bin/python bench/llm_gateway.py --peer-venv /tmp/litellm-venv     # + aiohttp pass-through + LiteLLM
+    .venv/bin/python bench/llm_gateway.py                                   # direct, IONFLUX, aiohttp pass-through
+    .venv/bin/python bench/llm_gateway.py --peer-venv /tmp/litellm-venv     # + LiteLLM
       (make the peer venv with: python3 -m venv /tmp/litellm-venv &&
        /tmp/litellm-venv/bin/pip install 'litellm[proxy]' opentelemetry-sdk)
 
@@ -130,7 +130,7 @@ def start(cmd: list[str], env: dict[str, str] | None = None, cwd: str | None = N
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--peer-venv", default="", help="a venv with litellm[proxy] and aiohttp")
+    parser.add_argument("--peer-venv", default="", help="a venv with litellm[proxy]")
     parser.add_argument("--clients", default="1,50,200")
     parser.add_argument("--requests", type=int, default=2000, help="per run (x5 at concurrency >= 50)")
     parser.add_argument("--log-level", default="WARNING", help="IONFLUX_LOG_LEVEL of the gateway under test")
@@ -159,12 +159,11 @@ def main() -> None:
         targets.append(Target("ionflux", f"http://127.0.0.1:{port}/v1/chat/completions", token, ifx,
                               {**BODY, "model": "openai:gpt-4o"}))
 
+        port = free_port()
+        procs.append(bare := start([sys.executable, "-c", PASSTHROUGH.format(upstream=upstream, port=port)]))
+        wait_up(f"http://127.0.0.1:{port}/", bare)
+        targets.append(Target("aiohttp-pass", f"http://127.0.0.1:{port}/v1/chat/completions", "-", bare, BODY))
         if args.peer_venv:
-            python = str(Path(args.peer_venv) / "bin" / "python")
-            port = free_port()
-            procs.append(bare := start([python, "-c", PASSTHROUGH.format(upstream=upstream, port=port)]))
-            wait_up(f"http://127.0.0.1:{port}/", bare)
-            targets.append(Target("aiohttp-pass", f"http://127.0.0.1:{port}/v1/chat/completions", "-", bare, BODY))
             (work / "litellm.yaml").write_text(LITELLM_CONFIG.format(upstream=upstream))
             port = free_port()
             procs.append(lite := start([str(Path(args.peer_venv) / "bin" / "litellm"), "--config",

@@ -1,4 +1,4 @@
-"""The FastAPI app factory: core middleware and error mapping, plus each service's routers."""
+"""The app factory: core middleware and error mapping, the hot routes, and each service's routers."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from fastapi.telemetry import TelemetryConfig
 
 from ionflux import __version__
 from ionflux.core.error_handlers import install_error_handlers
-from ionflux.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from ionflux.core.hot_path import IonfluxApp
 from ionflux.core.platform import Platform
 from ionflux.services import build_services, platform_running, resolve_services
 
@@ -22,7 +22,7 @@ def create_app(
     only: Iterable[str] | None = None,
     manage_lifecycle: bool = True,
     run_worker: bool = True,
-) -> FastAPI:
+) -> IonfluxApp:
     """Build the app around a platform and the chosen services. With `manage_lifecycle` the app starts
     and stops them; `run_worker` says whether this process also runs the outbox relay and consumers."""
     services = build_services(platform, resolve_services(only))
@@ -51,14 +51,13 @@ def create_app(
     telemetry: TelemetryConfig | None = None
     if not platform.settings.otel:
         telemetry = {"tracing": False, "metrics": False, "logs": False}
-    app = FastAPI(title="IONFLUX", version=__version__, lifespan=lifespan, telemetry=telemetry)
+    app = IonfluxApp(title="IONFLUX", version=__version__, lifespan=lifespan, telemetry=telemetry)
     app.state.platform = platform
     install_error_handlers(app)
     for service in services:
         for router in service.routers():
             app.include_router(router)
-    app.router.routes[0:0] = [route for service in services for route in service.hot_routes()]
     body_limits = {prefix: limit for service in services for prefix, limit in service.body_limits().items()}
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=platform.settings.max_body_bytes, overrides=body_limits)
-    app.add_middleware(RequestContextMiddleware, metrics=platform.metrics)
+    app.serve_hot([route for service in services for route in service.hot_routes()], platform.metrics,
+                  platform.settings.max_body_bytes, body_limits)
     return app

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ionflux.core.observability import Metrics, request_id_var
+from ionflux.core.observability import Metrics, new_request_id, request_id_var
 
 log = logging.getLogger("ionflux.http")
 _REQUEST_ID = "x-request-id"
@@ -27,7 +26,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         given = dict(scope["headers"]).get(_REQUEST_ID.encode(), b"").decode("latin-1")
-        rid = given if given and len(given) <= 64 and given.isprintable() else uuid.uuid4().hex
+        rid = given if given and len(given) <= 64 and given.isprintable() else new_request_id()
         token = request_id_var.set(rid)
         status = 500
         started = time.perf_counter()

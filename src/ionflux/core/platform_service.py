@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from starlette.routing import BaseRoute
+from starlette.routing import Route
 
 from ionflux.core.service import Service, served_directly
 
@@ -20,7 +20,7 @@ class PlatformService(Service):
 
         return [platform_router, credentials_router, events_router, receiver, webhooks_router]
 
-    def hot_routes(self) -> list[BaseRoute]:
+    def hot_routes(self) -> list[Route]:
         from ionflux.core.webhooks.api import RECEIVER_ROUTES, receiver
 
         return served_directly([receiver], *RECEIVER_ROUTES)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
-from starlette.routing import BaseRoute, Route
+from starlette.routing import Route
 
 if TYPE_CHECKING:
     from ionflux.core.platform import Platform
@@ -30,11 +30,11 @@ class Service:
     def routers(self) -> list[APIRouter]:
         return []
 
-    def hot_routes(self) -> list[BaseRoute]:
-        """Latency-critical endpoints served by plain Starlette routes, matched before every API router:
+    def hot_routes(self) -> list[Route]:
+        """Latency-critical endpoints, answered before FastAPI's middleware and routers (`core.hot_path`):
         no FastAPI routing or dependency solving (`served_directly` makes them from API routes, which
         stay documented). They parse and authenticate the request themselves and raise `IonfluxError`s
-        like any other route (the app's handlers and middleware apply)."""
+        like any other route (the app's error handlers, request ids and body limits apply)."""
         return []
 
     def body_limits(self) -> dict[str, int]:
@@ -49,12 +49,12 @@ class Service:
         """Called before the platform stops."""
 
 
-def served_directly(routers: Iterable[APIRouter], *wanted: str) -> list[BaseRoute]:
+def served_directly(routers: Iterable[APIRouter], *wanted: str) -> list[Route]:
     """Starlette routes for the named API routes (`"POST /v1/chat/completions"`), for `hot_routes`: the
-    same endpoints, matched first and called without FastAPI's routing and dependency solving. The API
+    same endpoints, matched first and called without FastAPI's middleware, routing and dependency solving. The API
     routes stay in their routers for the OpenAPI schema (shadowed, never reached). Each endpoint must
     take only the `Request` and return a `Response`."""
-    found: dict[str, BaseRoute] = {}
+    found: dict[str, Route] = {}
     for router in routers:
         for route in router.routes:
             if not isinstance(route, APIRoute):

@@ -6,7 +6,6 @@ bodies included — and carries the request id (the caller's, else the X-Request
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
 import orjson
@@ -16,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ionflux.core.auth import AdminDep, WorkspaceId, authenticate, current_workspace, platform_of
 from ionflux.core.errors import AuthFailed, InvalidRequest, IonfluxError, NotFound
-from ionflux.core.observability import request_id_var
+from ionflux.core.observability import new_request_id, request_id_var
 from ionflux.llm.contract import LLMRequest, failure
 from ionflux.llm.service import LLMOrchestrator
 
@@ -60,7 +59,7 @@ def build_router(llm: LLMOrchestrator) -> APIRouter:
 
     @router.post("/v1/llm/requests")
     async def llm_request(request: Request) -> Response:
-        request_id = request_id_var.get() or uuid.uuid4().hex
+        request_id = request_id_var.get() or new_request_id()
         try:
             try:
                 data = orjson.loads(await request.body())

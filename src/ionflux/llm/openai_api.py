@@ -15,7 +15,6 @@ import base64
 import contextlib
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -26,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ionflux.core.auth import WorkspaceId
 from ionflux.core.errors import InvalidRequest, IonfluxError
-from ionflux.core.observability import request_id_var
+from ionflux.core.observability import new_request_id, request_id_var
 from ionflux.llm.api import caller_workspace, json_response, validation_error
 from ionflux.llm.gateway import CallContext
 from ionflux.llm.media import AUDIO_EXTENSIONS
@@ -83,7 +82,7 @@ class EmbeddingsIn(BaseModel):
 
 def _context(workspace_id: str, task: Literal["text_generation", "embedding", "speech_to_text"],
              user: str | None) -> CallContext:
-    return CallContext(workspace_id, request_id_var.get() or uuid.uuid4().hex, task, user)
+    return CallContext(workspace_id, request_id_var.get() or new_request_id(), task, user)
 
 
 def _usage(usage: Usage) -> dict[str, int]:

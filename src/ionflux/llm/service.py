@@ -3,7 +3,6 @@ OpenAI-compatible surface makes, embeddings for other services, usage and limits
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +12,7 @@ from sqlalchemy import case, func, select
 
 from ionflux.core.db import Database
 from ionflux.core.errors import ContentFiltered, InvalidRequest
+from ionflux.core.observability import new_request_id
 from ionflux.core.vault import Vault
 from ionflux.llm.accounting import LLMMetrics, PriceTable, UsageRecorder, parse_since
 from ionflux.llm.contract import LLMRequest, success
@@ -153,7 +153,7 @@ class LLMOrchestrator:
         """The `Embedder` interface other services use (see interface.py)."""
         if not texts:
             return []
-        ctx = CallContext(workspace_id, uuid.uuid4().hex, "embedding")
+        ctx = CallContext(workspace_id, new_request_id(), "embedding")
         result, _ = await self.embed_texts(ctx, self.chain_for(model, "embedding"), list(texts), None)
         return result.vectors
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from fastapi import APIRouter
-from starlette.routing import BaseRoute
+from starlette.routing import Route
 
 from ionflux.core.service import Service, served_directly
 from ionflux.llm.interface import DEFAULT_EMBEDDING_DIMENSION, DEFAULT_EMBEDDING_MODEL
@@ -55,7 +55,7 @@ class LLMService(Service):
             self._routers = [build_router(self.orchestrator), build_openai_router(self.orchestrator)]
         return self._routers
 
-    def hot_routes(self) -> list[BaseRoute]:
+    def hot_routes(self) -> list[Route]:
         # The per-call routes (they parse and authenticate the request themselves).
         return served_directly(self.routers(), "POST /v1/llm/requests", "POST /v1/chat/completions",
                                "POST /v1/embeddings")
