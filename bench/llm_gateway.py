@@ -123,6 +123,11 @@ def load(target: Target, concurrency: int, requests: int, body_file: Path) -> Re
                   rps=len(lat) / data["seconds"], cpu_ms=cpu / len(lat) * 1000, errors=data["errors"])
 
 
+def median_run(runs: list[Result]) -> Result:
+    """The run with the median throughput (its latencies and CPU come with it)."""
+    return sorted(runs, key=lambda r: r.rps)[len(runs) // 2]
+
+
 def start(cmd: list[str], env: dict[str, str] | None = None, cwd: str | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(cmd, env={**os.environ, **(env or {})}, cwd=cwd, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -133,6 +138,7 @@ def main() -> None:
     parser.add_argument("--peer-venv", default="", help="a venv with litellm[proxy]")
     parser.add_argument("--clients", default="1,50,200")
     parser.add_argument("--requests", type=int, default=2000, help="per run (x5 at concurrency >= 50)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per point (interleaved); the median is shown")
     parser.add_argument("--log-level", default="WARNING", help="IONFLUX_LOG_LEVEL of the gateway under test")
     parser.add_argument("--serve-script", default="", help="run this Python file instead of `-m ionflux.cli` "
                         "(same arguments), to measure a variant of the server")
@@ -177,11 +183,18 @@ def main() -> None:
         body_file = work / "body.json"
         for concurrency in [int(c) for c in args.clients.split(",")]:
             n = args.requests * (5 if concurrency >= 50 else 1)
+            runs: dict[str, list[Result]] = {t.name: [] for t in targets}
             for target in targets:
                 load(target, concurrency, min(n, 500), body_file)  # warm-up
-                results[(target.name, concurrency)] = r = load(target, concurrency, n, body_file)
+            for _ in range(args.repeat):  # interleaved, so a noisy moment does not land on one target only
+                for target in targets:
+                    runs[target.name].append(load(target, concurrency, n, body_file))
+            for target in targets:
+                results[(target.name, concurrency)] = r = median_run(runs[target.name])
                 print(f"{target.name:13} c={concurrency:<4} p50 {r.p50:7.2f} ms  p99 {r.p99:7.2f} ms  "
-                      f"{r.rps:8.0f} req/s  server CPU {r.cpu_ms:6.2f} ms/req  errors {r.errors}", flush=True)
+                      f"{r.rps:8.0f} req/s  server CPU {r.cpu_ms:6.2f} ms/req  errors {r.errors}"
+                      + (f"  (median of {args.repeat}: {' '.join(f'{x.rps:.0f}' for x in runs[target.name])} req/s)"
+                         if args.repeat > 1 else ""), flush=True)
         print()
         for concurrency in [int(c) for c in args.clients.split(",")]:
             direct = results[("direct", concurrency)]

@@ -8,7 +8,7 @@ from typing import Any, cast
 import pytest
 from sqlalchemy import Table, insert, select, text
 
-from ionflux.core.bulk import RowWriter
+from ionflux.core.bulk import SQLITE_ROWS, RowWriter
 from ionflux.core.db import Database
 from ionflux.email.models import EmailMessage, EmailStatusChange
 
@@ -65,7 +65,7 @@ async def test_rows_match_a_plain_insert(database: Database, through: str) -> No
         await session.execute(insert(table), plain)
         writer = RowWriter(session, table, {"workspace_id": "ws1", **SHARED}, VARYING, shared=("headers",))
         if through == "sqlalchemy":  # what a named-parameter driver would take
-            writer._sql = None
+            writer._sql = writer._chunks = None
         for row in plain:
             writer.add((f"w{row['id'][1:]}", *(row[name] for name in VARYING[1:])))
         assert len(writer) == 3
@@ -118,3 +118,21 @@ async def test_shared_values_are_processed_once_per_object(database: Database) -
         ("m3", {"reason": "y"}),
     ]
     assert all(at.replace(tzinfo=UTC) == NOW for _, _, at in rows)
+
+
+async def test_a_large_batch_goes_in_whole_and_a_retried_one_skips_what_is_stored(database: Database) -> None:
+    # On SQLite: multi-row INSERTs of up to SQLITE_ROWS rows, so 2.5 chunks here (the last one shorter).
+    table = cast(Table, EmailStatusChange.__table__)
+    count = SQLITE_ROWS * 2 + SQLITE_ROWS // 2
+    for attempt in range(2):  # the second time every row is already there
+        async with database.tenant("ws1") as session:
+            writer = RowWriter(session, table, {"workspace_id": "ws1"},
+                               ("seq", "message_id", "status", "at", "recipient", "provider", "detail"),
+                               skip_existing=("seq",))
+            for i in range(count):
+                writer.add((i + 1, f"m{i}", "sent", NOW, None, "smtp", {"n": i, "attempt": attempt}))
+            await writer.flush()
+    async with database.tenant("ws1") as session:
+        rows = (await session.execute(select(EmailStatusChange.message_id, EmailStatusChange.detail))).all()
+    assert len(rows) == count
+    assert {m: d for m, d in rows} == {f"m{i}": {"n": i, "attempt": 0} for i in range(count)}

@@ -15,12 +15,12 @@ import logging
 import uuid
 from collections import defaultdict
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Table
 
+from ionflux.core.bulk import RowWriter
 from ionflux.core.db import Database
 from ionflux.core.errors import InvalidRequest
 from ionflux.core.models import utcnow
@@ -96,11 +96,15 @@ class LLMMetrics:
         latency.observe(seconds, exemplar={"trace_id": trace_id[:64]})
 
 
+_COLUMNS = ("id", "request_id", "user_id", "task_type", "model", "status", "error_code", "prompt_tokens",
+            "completion_tokens", "cost_usd", "latency_ms", "attempts", "key_source", "created_at")
+
+
 class UsageRecorder:
     def __init__(self, db: Database, *, flush_seconds: float = 0.25) -> None:
         self.db = db
         self.flush_seconds = flush_seconds
-        self._pending: list[dict[str, Any]] = []
+        self._pending: list[tuple[str, tuple[Any, ...]]] = []  # (workspace id, values in _COLUMNS order)
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -112,13 +116,9 @@ class UsageRecorder:
     def record(self, workspace_id: str, *, request_id: str, user_id: str | None, task_type: str, model: str,
                status: str, usage: Usage, cost: float, latency_ms: float, attempts: int,
                key_source: str | None = None, error_code: str | None = None) -> None:
-        self._pending.append({
-            "id": next(self._ids), "workspace_id": workspace_id, "request_id": request_id, "user_id": user_id,
-            "task_type": task_type, "model": model, "status": status, "error_code": error_code,
-            "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "cost_usd": cost, "latency_ms": round(latency_ms, 3), "attempts": attempts, "key_source": key_source,
-            "created_at": utcnow(),
-        })
+        self._pending.append((workspace_id, (
+            next(self._ids), request_id, user_id, task_type, model, status, error_code, usage.prompt_tokens,
+            usage.completion_tokens, cost, round(latency_ms, 3), attempts, key_source, utcnow())))
         if self._task is None:  # not started (tests driving the gateway alone): nothing writes behind
             return
         if len(self._pending) >= 500:
@@ -154,26 +154,23 @@ class UsageRecorder:
             rows, self._pending = self._pending, []
             if not rows:
                 return
-            by_workspace: dict[str, list[dict[str, Any]]] = defaultdict(list)
-            for row in rows:
-                by_workspace[row["workspace_id"]].append(row)
+            by_workspace: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+            for workspace_id, values in rows:
+                by_workspace[workspace_id].append(values)
             done: set[str] = set()
             try:
                 for workspace_id, batch in by_workspace.items():
                     async with self.db.tenant(workspace_id) as session:
-                        await session.execute(self._insert, batch)
+                        writer = RowWriter(session, cast(Table, LLMUsage.__table__), {"workspace_id": workspace_id},
+                                           _COLUMNS, skip_existing=("id",))
+                        for values in batch:
+                            writer.add(values)
+                        await writer.flush()
                     done.add(workspace_id)
             except BaseException:
                 # Put them back; a batch whose commit did happen is skipped by its ids next time.
-                self._pending[:0] = [r for r in rows if r["workspace_id"] not in done]
+                self._pending[:0] = [r for r in rows if r[0] not in done]
                 raise
-
-    @property
-    def _insert(self) -> Any:
-        """INSERT that skips rows already written (a retried batch whose first commit went through)."""
-        if self.db.is_sqlite:
-            return sqlite_insert(LLMUsage).on_conflict_do_nothing(index_elements=["id"])
-        return pg_insert(LLMUsage).on_conflict_do_nothing(index_elements=["id"])
 
 
 def parse_since(value: str | None, default: datetime) -> datetime:
