@@ -46,3 +46,24 @@ async def test_credential_rows_are_cached_but_a_put_is_seen_at_once(database: Da
 
     with pytest.raises(NotFound):
         await vault.resolve(ws, "anthropic")
+
+
+async def test_cached_credential_rows_are_still_decrypted_on_every_call(database: Database, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # The rule: keys are decrypted per call only. The cache holds encrypted rows, never a plaintext.
+    settings = Settings(data_dir=tmp_path, database_url=database.url)
+    keyring = keyring_from_settings(settings)
+    vault = Vault(database, keyring, cache_seconds=60)
+    ws = (await WorkspaceDirectory(database).create("acme")).id
+    await vault.put(ws, "openai", {"api_key": "sk-first-0000000000"})
+    unwraps = 0
+    unwrap = keyring.unwrap
+
+    async def counting(*args: object) -> bytes:
+        nonlocal unwraps
+        unwraps += 1
+        return await unwrap(*args)  # type: ignore[arg-type]
+
+    keyring.unwrap = counting  # type: ignore[method-assign]
+    for _ in range(3):
+        assert (await vault.resolve(ws, "openai")).secrets["api_key"] == "sk-first-0000000000"
+    assert unwraps == 3

@@ -35,6 +35,7 @@ from ionflux.core.bus import emit
 from ionflux.core.db import Database
 from ionflux.core.errors import IonfluxError
 from ionflux.core.models import new_id, utcnow
+from ionflux.core.waiting import wake_or_timeout
 
 log = logging.getLogger(__name__)
 PortsFactory = Callable[[str, AgentConfigurationRow, AgentDefinition], dict[str, Any]]
@@ -88,8 +89,7 @@ class RunExecutor:
                     task.add_done_callback(functools.partial(self._finished, cfg))
             except Exception:
                 log.exception("agent runner: looking for due runs failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.runner_poll_seconds)
+            await wake_or_timeout(self._wake, self.settings.runner_poll_seconds)
             self._wake.clear()
 
     def _finished(self, cfg_id: str, _task: asyncio.Task[int]) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from ionflux.core.db import Database
 from ionflux.core.models import utcnow
+from ionflux.core.waiting import wake_or_timeout
 from ionflux.email.dispatch import Dispatcher
 from ionflux.email.models import EmailMessage
 
@@ -57,8 +58,7 @@ class EmailWorker:
                 raise
             except Exception:
                 log.exception("email worker round failed; retrying on the next round")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+            await wake_or_timeout(self._wake, self.poll_seconds)
             self._wake.clear()
 
     async def run_once(self) -> int:

@@ -24,6 +24,7 @@ from ionflux.core.bulk import RowWriter
 from ionflux.core.db import Database
 from ionflux.core.errors import InvalidRequest
 from ionflux.core.models import utcnow
+from ionflux.core.waiting import wake_or_timeout
 from ionflux.llm.models import LLMUsage
 from ionflux.llm.routing import ModelRef
 from ionflux.llm.settings import Price
@@ -141,8 +142,7 @@ class UsageRecorder:
 
     async def _run(self) -> None:
         while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.flush_seconds)
+            await wake_or_timeout(self._wake, self.flush_seconds)
             self._wake.clear()
             try:
                 await self.flush()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -79,8 +80,15 @@ class Keyring(ABC):
 
 
 def _wrap_aad(key_id: str, context: Mapping[str, str]) -> bytes:
-    # Canonical JSON: the same context always gives the same bytes; the key id is bound in as well.
-    return _WRAP_LABEL + json.dumps({**context, "key_id": key_id}, sort_keys=True, separators=(",", ":")).encode()
+    return _wrap_aad_of(key_id, tuple(sorted(context.items())))
+
+
+@functools.lru_cache(maxsize=4096)
+def _wrap_aad_of(key_id: str, context: tuple[tuple[str, str], ...]) -> bytes:
+    # Canonical JSON: the same context always gives the same bytes; the key id is bound in as well. Kept
+    # (it is no secret): the encoding cost more than the unwrap itself on every provider call.
+    return _WRAP_LABEL + json.dumps({**dict(context), "key_id": key_id}, sort_keys=True,
+                                    separators=(",", ":")).encode()
 
 
 def fingerprint(key: bytes) -> str:
@@ -93,6 +101,7 @@ class LocalKeyring(Keyring):
     def __init__(self, keys: Mapping[str, bytes], current: str) -> None:
         self._keys = dict(keys)
         self._current = current
+        self._ciphers: dict[str, tuple[bytes, AESGCM]] = {}  # a master key's cipher, built once per key object
 
     async def current_key_id(self) -> str:
         return self._current
@@ -105,8 +114,11 @@ class LocalKeyring(Keyring):
 
     async def unwrap(self, blob: bytes, key_id: str, context: Mapping[str, str]) -> bytes:
         master = self._lookup(key_id)
+        known = self._ciphers.get(key_id)
+        if known is None or known[0] is not master:  # a reloaded keyring has new key objects: rebuild
+            known = self._ciphers[key_id] = (master, AESGCM(master))
         try:
-            return AESGCM(master).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], _wrap_aad(key_id, context))
+            return known[1].decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], _wrap_aad(key_id, context))
         except (InvalidTag, ValueError):
             raise VaultError("data key does not unwrap: tampered, moved to another row, or wrong key") from None
 

@@ -10,6 +10,7 @@ only for the call that uses them (no plaintext cache).
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 import logging
 import os
@@ -78,12 +79,11 @@ class Vault:
         self.db = db
         self.keyring = keyring
         self.rotate_batch_size = rotate_batch_size
-        # resolve() is on every provider call's path: keep the rows, and the bundle each opened to, for a
-        # few seconds (envelope decryption cost more than the rest of a gateway call's vault work). The
-        # plaintext is held no longer than a call in flight might hold it anyway. A change made in this
-        # process clears the cache at once; one made by another process is seen within cache_seconds.
+        # resolve() is on every provider call's path: keep the *encrypted* rows for a few seconds (they
+        # are still decrypted per call). A change made in this process clears it at once; one made by
+        # another process is seen within cache_seconds.
         self.cache_seconds = cache_seconds
-        self._rows: dict[tuple[str, str, str], tuple[float, list[Credential], dict[int, SecretBundle]]] = {}
+        self._rows: dict[tuple[str, str, str], tuple[float, list[Credential]]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, db: Database) -> Vault:
@@ -158,7 +158,7 @@ class Vault:
         A workspace credential that fails to open raises VaultError; it never falls back silently.
         """
         check_owner(provider, name)
-        rows, opened = await self._candidates(workspace_id, provider, name)
+        rows = await self._candidates(workspace_id, provider, name)
         if not rows:
             raise NotFound(
                 f"no {provider!r} credential named {name!r}: neither this workspace nor the platform has one",
@@ -166,28 +166,23 @@ class Vault:
             )
         row = next((r for r in rows if r.workspace_id == workspace_id), rows[0])
         source: Literal["workspace", "platform"] = "platform" if row.workspace_id == PLATFORM_WORKSPACE else "workspace"
-        bundle = opened.get(id(row))
-        if bundle is None:
-            bundle = opened[id(row)] = await self._open(row)
-        return ResolvedCredential(source, provider, name, bundle)
+        return ResolvedCredential(source, provider, name, await self._open(row))
 
-    async def _candidates(self, workspace_id: str, provider: str, name: str
-                          ) -> tuple[list[Credential], dict[int, SecretBundle]]:
+    async def _candidates(self, workspace_id: str, provider: str, name: str) -> list[Credential]:
         key = (workspace_id, provider, name)
         cached = self._rows.get(key)
         if cached is not None and cached[0] > time.monotonic():
-            return cached[1], cached[2]
+            return cached[1]
         async with self.db.system() as session:
             rows = list((await session.scalars(
                 select(Credential).where(Credential.workspace_id.in_([workspace_id, PLATFORM_WORKSPACE]),
                                          Credential.provider == provider, Credential.name == name)
             )).all())
-        opened: dict[int, SecretBundle] = {}
         if self.cache_seconds > 0:
             if len(self._rows) > 10_000:
                 self._rows.clear()
-            self._rows[key] = (time.monotonic() + self.cache_seconds, rows, opened)
-        return rows, opened
+            self._rows[key] = (time.monotonic() + self.cache_seconds, rows)
+        return rows
 
     async def load_platform_credentials(
         self, settings: Settings | None = None, environ: Mapping[str, str] | None = None
@@ -309,6 +304,13 @@ def _context(workspace_id: str, provider: str, name: str) -> dict[str, str]:
 
 
 def _data_aad(context: Mapping[str, str]) -> bytes:
+    return _data_aad_of(tuple(sorted(context.items())))
+
+
+@functools.lru_cache(maxsize=4096)
+def _data_aad_of(context: tuple[tuple[str, str], ...]) -> bytes:
+    # Kept (no secret in it): every provider call decrypts its credential, and this encoding cost more
+    # than the decryption.
     return _DATA_LABEL + json.dumps(dict(context), sort_keys=True, separators=(",", ":")).encode()
 
 
