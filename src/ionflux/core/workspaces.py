@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
 from dataclasses import dataclass
 
 from sqlalchemy import select
 
 from ionflux.core.db import Database
 from ionflux.core.models import ApiToken, Workspace, utcnow
+from ionflux.core.ttl_cache import TtlCache
 
 TOKEN_PREFIX = "ifx_"  # noqa: S105 - a prefix, not a secret
 
@@ -39,7 +39,7 @@ class WorkspaceDirectory:
         # Revocation in this process clears it at once; in another process it takes effect within
         # token_cache_seconds. Unknown tokens are never cached (a new token works at once).
         self.token_cache_seconds = token_cache_seconds
-        self._verified: dict[str, tuple[float, str]] = {}
+        self._verified: TtlCache[str, str | None] = TtlCache(token_cache_seconds, keep=lambda found: found is not None)
 
     async def create(self, name: str) -> CreatedWorkspace:
         name = name.strip()
@@ -64,9 +64,9 @@ class WorkspaceDirectory:
 
     async def workspace_for_token(self, token: str) -> str | None:
         digest = hash_token(token)
-        cached = self._verified.get(digest)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
+        return await self._verified.get(digest, lambda: self._lookup(digest))
+
+    async def _lookup(self, digest: str) -> str | None:
         async with self.db.system() as session:
             row = (
                 await session.execute(
@@ -78,10 +78,6 @@ class WorkspaceDirectory:
         # The lookup is by hash (an index probe on a value the caller cannot steer); compare anyway.
         if row is None or not hmac.compare_digest(row.token_hash, digest):
             return None
-        if self.token_cache_seconds > 0:
-            if len(self._verified) > 10_000:
-                self._verified.clear()
-            self._verified[digest] = (time.monotonic() + self.token_cache_seconds, str(row.workspace_id))
         return str(row.workspace_id)
 
     async def revoke(self, workspace_id: str, prefix: str) -> int:
@@ -89,5 +85,5 @@ class WorkspaceDirectory:
             tokens = (await session.scalars(select(ApiToken).where(ApiToken.prefix == prefix))).all()
             for tok in tokens:
                 tok.revoked_at = utcnow()
-        self._verified.clear()
+        self._verified.forget()
         return len(tokens)

@@ -14,7 +14,6 @@ import functools
 import json
 import logging
 import os
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -28,6 +27,7 @@ from ionflux.core.db import Database
 from ionflux.core.errors import InvalidRequest, NotFound, VaultError
 from ionflux.core.models import PLATFORM_WORKSPACE, Credential, utcnow
 from ionflux.core.settings import Settings
+from ionflux.core.ttl_cache import TtlCache
 from ionflux.core.vault.bundle import (
     VAULT_META,
     CredentialInfo,
@@ -83,7 +83,7 @@ class Vault:
         # are still decrypted per call). A change made in this process clears it at once; one made by
         # another process is seen within cache_seconds.
         self.cache_seconds = cache_seconds
-        self._rows: dict[tuple[str, str, str], tuple[float, list[Credential]]] = {}
+        self._rows: TtlCache[tuple[str, str, str], list[Credential]] = TtlCache(cache_seconds)
 
     @classmethod
     def from_settings(cls, settings: Settings, db: Database) -> Vault:
@@ -91,7 +91,7 @@ class Vault:
 
     def forget_cached(self) -> None:
         """Drop cached credential rows (after a change, or when a caller changed rows directly)."""
-        self._rows.clear()
+        self._rows.forget()
 
     async def put(
         self, workspace_id: str, provider: str, secrets: Mapping[str, str], *,
@@ -169,20 +169,15 @@ class Vault:
         return ResolvedCredential(source, provider, name, await self._open(row))
 
     async def _candidates(self, workspace_id: str, provider: str, name: str) -> list[Credential]:
-        key = (workspace_id, provider, name)
-        cached = self._rows.get(key)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
+        return await self._rows.get((workspace_id, provider, name),
+                                    lambda: self._load_candidates(workspace_id, provider, name))
+
+    async def _load_candidates(self, workspace_id: str, provider: str, name: str) -> list[Credential]:
         async with self.db.system() as session:
-            rows = list((await session.scalars(
+            return list((await session.scalars(
                 select(Credential).where(Credential.workspace_id.in_([workspace_id, PLATFORM_WORKSPACE]),
                                          Credential.provider == provider, Credential.name == name)
             )).all())
-        if self.cache_seconds > 0:
-            if len(self._rows) > 10_000:
-                self._rows.clear()
-            self._rows[key] = (time.monotonic() + self.cache_seconds, rows)
-        return rows
 
     async def load_platform_credentials(
         self, settings: Settings | None = None, environ: Mapping[str, str] | None = None
