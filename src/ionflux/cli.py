@@ -70,8 +70,9 @@ def serve(
 
     fastapi_app = create_app(platform, only=services, run_worker=worker)
     # No proxy-header rewriting: IONFLUX builds no URL from a request and logs no client address (public
-    # URLs come from settings), so it would only cost every request a scope rewrite.
-    uvicorn.run(fastapi_app, host=host, port=port, log_config=None, access_log=False, proxy_headers=False)
+    # URLs come from settings), so it would only cost every request a scope rewrite. No `server` banner.
+    uvicorn.run(fastapi_app, host=host, port=port, log_config=None, access_log=False, proxy_headers=False,
+                server_header=False)
 
 
 @app.command("worker")

@@ -120,7 +120,9 @@ class DemoRun:
     async def connect_store(self) -> None:
         await self.api.request("PUT", "/v1/shopify/settings", json={"pii_enabled": True})
         start = await self.api.raw("GET", "/integrations/shopify/auth/initiate", params={"shop": SHOP})
-        async with httpx.AsyncClient() as browser:  # the merchant's browser: consent at Shopify, back to us
+        # The merchant's browser: consent at Shopify, back to us. A browser waits minutes, not httpx's 5 s default
+        # (the callback exchanges the code, registers 8 webhook topics and fetches the shop before it answers).
+        async with httpx.AsyncClient(timeout=120) as browser:
             consent = await browser.get(start.headers["location"])
             callback = urlsplit(consent.headers["location"])
             answer = await browser.get(f"{self.world.ionflux_url}{callback.path}?{callback.query}")

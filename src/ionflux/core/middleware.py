@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -12,6 +13,7 @@ from ionflux.core.observability import Metrics, new_request_id, request_id_var
 
 log = logging.getLogger("ionflux.http")
 _REQUEST_ID = "x-request-id"
+_REQUEST_ID_BYTES = _REQUEST_ID.encode()
 
 
 class RequestContextMiddleware:
@@ -20,12 +22,14 @@ class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # Labelled series by (method, route, status): `labels()` costs more than the update itself.
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope["headers"]).get(_REQUEST_ID.encode(), b"").decode("latin-1")
+        given = next((v for k, v in scope["headers"] if k == _REQUEST_ID_BYTES), b"").decode("latin-1")
         rid = given if given and len(given) <= 64 and given.isprintable() else new_request_id()
         token = request_id_var.set(rid)
         status = 500
@@ -36,7 +40,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (_REQUEST_ID.encode(), rid.encode())]
+                message["headers"] = [*message["headers"], (_REQUEST_ID_BYTES, rid.encode())]
             await send(message)
 
         try:
@@ -45,8 +49,15 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
             route_name = getattr(route, "path", "unmatched")
-            self.metrics.http_requests.labels(scope["method"], route_name, str(status)).inc()
-            self.metrics.http_latency.labels(scope["method"], route_name).observe(elapsed)
+            key = (scope["method"], route_name, status)
+            series = self._series.get(key)
+            if series is None:
+                if len(self._series) > 1000:  # methods come from clients: keep the map bounded
+                    self._series.clear()
+                series = self._series[key] = (self.metrics.http_requests.labels(key[0], route_name, str(status)),
+                                              self.metrics.http_latency.labels(key[0], route_name))
+            series[0].inc()
+            series[1].observe(elapsed)
             log.info(
                 "%s %s %s", scope["method"], scope["path"], status,
                 extra={"status": status, "duration_ms": round(elapsed * 1000, 2)},
@@ -77,7 +88,7 @@ class BodySizeLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = self.limit_for(scope["path"])
-        declared = dict(scope["headers"]).get(b"content-length")
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await self._reject(send, limit)
             return
