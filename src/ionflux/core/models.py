@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import threading
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from ionflux.core.ids import random_hex
 
 PLATFORM_WORKSPACE = "__platform__"  # owner of platform-managed credentials
 
@@ -17,47 +17,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class _RandomIds:
-    """Random (version 4) UUIDs from `os.urandom` drawn 4 KiB at a time: as unpredictable as `uuid.uuid4()`,
-    with one getrandom() call per 256 ids instead of one per id. That call releases the GIL, and on a busy
-    process each release can hand the GIL to a database thread for a switch interval (5 ms): ids are
-    minted on every webhook, event and message. A forked child starts a fresh buffer."""
-
-    _VERSION_MASK = ~((0xF000 << 64) | (0xC000 << 48))
-    _VERSION_BITS = (0x4000 << 64) | (0x8000 << 48)
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._reset()
-        os.register_at_fork(after_in_child=self._reset)
-
-    def _reset(self) -> None:
-        self._buffer = b""
-        self._next = 0
-
-    def hex(self) -> str:
-        with self._lock:
-            if self._next >= len(self._buffer):
-                self._buffer, self._next = os.urandom(4096), 0
-            start = self._next
-            self._next = start + 16
-            value = int.from_bytes(self._buffer[start:start + 16], "big")
-        return f"{(value & self._VERSION_MASK) | self._VERSION_BITS:032x}"
-
-
-_random_ids = _RandomIds()
-
-
 def new_id() -> str:
     """A random UUID in its canonical form (36 characters)."""
-    h = _random_ids.hex()
+    h = random_hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def new_workspace_id() -> str:
     # 32 hex characters, no dashes: workspace ids end up inside names with length limits (vector
     # namespaces such as `agent001_memory_for_workspace_{{workspace_id}}` must fit in 64 characters).
-    return _random_ids.hex()
+    return random_hex()
 
 
 class Base(DeclarativeBase):

@@ -3,39 +3,23 @@
 from __future__ import annotations
 
 import contextvars
-import itertools
 import json
 import logging
-import os
 import re
 import sys
 import time
-import uuid
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from ionflux.core.ids import random_hex
+
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 
-class _RequestIds:
-    """Request ids: 32 hex digits, a random prefix per process and a counter. Unique across processes and
-    restarts like a uuid4, without a getrandom() call per request (a request id is a trace handle, never a
-    secret, so it need not be unpredictable)."""
-
-    def __init__(self) -> None:
-        self.reset()
-        os.register_at_fork(after_in_child=self.reset)
-
-    def reset(self) -> None:
-        prefix = uuid.uuid4().hex[:20]
-        self._ids = (f"{prefix}{n:012x}" for n in itertools.count())
-
-    def __call__(self) -> str:
-        return next(self._ids)
-
-
-new_request_id = _RequestIds()
+def new_request_id() -> str:
+    """A request's id (the trace id in logs and metrics): a random UUID as 32 hex digits."""
+    return random_hex()
 
 # Anything that looks like a secret: bearer tokens, our own tokens, key=value pairs with secret-ish names,
 # provider key shapes (sk-..., SG...., AKIA...), and long base64/hex runs.
