@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import signal
 import sys
 import threading
@@ -15,6 +17,7 @@ import typer
 from ionflux.core.settings import Settings, SettingsError, load_settings
 from ionflux.integrations.shopify.cli import app as shopify_app
 
+log = logging.getLogger("ionflux.worker")
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="IONFLUX integration layer")
 db_app = typer.Typer(no_args_is_help=True, help="Database migrations")
@@ -50,7 +53,10 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind")] = 8080,
     only: Annotated[str, typer.Option(help="Comma-separated services to serve (default: all)")] = "",
-    worker: Annotated[bool, typer.Option(help="Also run the outbox relay and consumers")] = True,
+    worker: Annotated[bool, typer.Option(help="Also run the outbox relay, consumers and schedulers")] = True,
+    inline_worker: Annotated[bool, typer.Option(
+        help="Run them in this process even on PostgreSQL (default there: a child `ionflux worker` process "
+             "at a lower CPU priority; on SQLite they always run in this process)")] = False,
 ) -> None:
     """Run the HTTP API (migrates the database first)."""
     import uvicorn
@@ -58,6 +64,7 @@ def serve(
     from ionflux.app import create_app
     from ionflux.core.platform import Platform
     from ionflux.services import resolve_services
+    from ionflux.worker_process import WorkerProcess, background_in_process
 
     settings = _settings()
     try:
@@ -66,23 +73,40 @@ def serve(
         typer.echo(f"ionflux: --only: {exc}", err=True)
         raise typer.Exit(2) from None
     _prepare(settings)
+    in_process = worker and (inline_worker or background_in_process(settings.effective_database_url))
+    child = WorkerProcess(only=services if only else [], nice=settings.worker_nice) \
+        if worker and not in_process else None
     platform = Platform.from_settings(settings)
 
-    fastapi_app = create_app(platform, only=services, run_worker=worker)
-    # No proxy-header rewriting: IONFLUX builds no URL from a request and logs no client address (public
-    # URLs come from settings), so it would only cost every request a scope rewrite. No `server` banner.
-    uvicorn.run(fastapi_app, host=host, port=port, log_config=None, access_log=False, proxy_headers=False,
-                server_header=False)
+    fastapi_app = create_app(platform, only=services, run_worker=in_process)
+    if child is not None:
+        child.start()
+    try:
+        # No proxy-header rewriting: IONFLUX builds no URL from a request and logs no client address (public
+        # URLs come from settings), so it would only cost every request a scope rewrite. No `server` banner.
+        uvicorn.run(fastapi_app, host=host, port=port, log_config=None, access_log=False, proxy_headers=False,
+                    server_header=False)
+    finally:
+        if child is not None:
+            child.stop()
 
 
 @app.command("worker")
 def worker_command(
     only: Annotated[str, typer.Option(help="Comma-separated services whose consumers to run (default: all)")] = "",
+    parent_pid: Annotated[int, typer.Option(hidden=True, help="exit when this process (the server) is gone")] = 0,
+    nice: Annotated[int, typer.Option(hidden=True, help="lower this process's CPU priority by this much")] = 0,
 ) -> None:
     """Run the outbox relay, event consumers and schedulers without HTTP."""
     from ionflux.core.platform import Platform
+    from ionflux.core.waiting import wake_or_timeout
     from ionflux.services import build_services, platform_running, resolve_services
+    from ionflux.worker_process import die_with_parent, parent_alive
 
+    if parent_pid:
+        die_with_parent(parent_pid)
+    if nice:
+        os.nice(nice)
     settings = _settings()
     try:
         names = resolve_services(only.split(",") if only else None)
@@ -100,7 +124,11 @@ def worker_command(
             loop.add_signal_handler(sig, stop.set)
         async with platform_running(platform, services):
             typer.echo("ionflux worker running; Ctrl-C to stop", err=True)
-            await stop.wait()
+            while not stop.is_set():
+                await wake_or_timeout(stop, 1.0)
+                if parent_pid and not parent_alive(parent_pid):
+                    log.warning("the server process is gone; the worker stops")
+                    break
 
     asyncio.run(main())
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from ionflux.core.bus.consumers import Handler, Subscription, purge_processed
 from ionflux.core.bus.embedded import EmbeddedTransport
+from ionflux.core.bus.notify import OutboxListener, OutboxNotifier
+from ionflux.core.bus.outbox import on_commit_wake
 from ionflux.core.bus.rabbitmq import RabbitMQTransport
 from ionflux.core.bus.relay import Backoff, OutboxRelay
 from ionflux.core.db import Database
@@ -59,6 +62,10 @@ class EventBus:
         self._uses_broker = False  # this process relays or consumes over RabbitMQ
         self._purge_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        # PostgreSQL: a relay in another process is woken by NOTIFY (see `notify.py`).
+        self._listener: OutboxListener | None = None
+        self._notifier: OutboxNotifier | None = None
+        self._unregister_wakes: list[Callable[[], None]] = []
 
     @classmethod
     def from_settings(
@@ -114,8 +121,25 @@ class EventBus:
         elif relay:
             log.warning("embedded bus started without consumers: the outbox relay is not started")
         self._uses_broker = not self.is_embedded and (relay or consumers)
+        if self.db.is_sqlite:
+            return
+        if self.relay.running:  # woken by the commits of other processes too
+            self._listener = OutboxListener(self.db.url, self.relay.wake)
+            self._listener.start()
+        else:  # the relay is elsewhere: tell it about this process's commits
+            self._notifier = OutboxNotifier(self.db.url)
+            self._unregister_wakes = [on_commit_wake(engine, self.wake) for engine in self.db.engines]
 
     async def stop(self) -> None:
+        for unregister in self._unregister_wakes:
+            unregister()
+        self._unregister_wakes = []
+        if self._listener is not None:
+            await self._listener.stop()
+            self._listener = None
+        if self._notifier is not None:
+            await self._notifier.close()
+            self._notifier = None
         await self.relay.stop()
         self._consumers_running = False
         tasks = [t for t in (self._purge_task, *self._background) if t is not None]
@@ -135,7 +159,11 @@ class EventBus:
         return self.transport.healthy()
 
     def wake(self) -> None:
-        self.relay.wake()
+        """Outbox rows were committed: wake the relay, here or (PostgreSQL) in another process."""
+        if self._notifier is not None:
+            self._notifier.notify()
+        else:
+            self.relay.wake()
 
     async def purge_processed(self) -> int:
         return await purge_processed(self.db, self.processed_retention_days)
