@@ -24,6 +24,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.util import find_tables
 
+from ionflux.core import sqlite_driver
 from ionflux.core.models import Base, TenantScoped
 
 _SCOPE = "ionflux_scope"  # session.info key: a workspace id, or SYSTEM
@@ -44,7 +45,7 @@ class Database:
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.engine: AsyncEngine = create_async_engine(
-                url, echo=echo, connect_args={"timeout": 30}
+                url, echo=echo, connect_args={"timeout": 30}, module=sqlite_driver.dbapi()
             )
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
