@@ -191,3 +191,31 @@ async def test_product_and_shop_webhooks_update_the_local_copies(shopify: Shopif
     products = (await shopify.client.get(f"/v1/shopify/connections/{connection['id']}/products",
                                          headers=shopify.workspace.headers)).json()["products"]
     assert [p["title"] for p in products] == ["Renamed Shirt"]
+
+
+async def test_webhooks_out_of_order_keep_the_newest_version_and_mark(shopify: ShopifyEnv) -> None:
+    """Shopify does not guarantee delivery order: an older version arriving late neither overwrites the stored
+    one nor moves the published mark back (then a sync of that older version publishes nothing)."""
+    await shopify.connect()
+    order = shopify.sim.create_order(SHOP)
+    newer = dict(order, total_price="20.00", updated_at="2030-01-02T00:00:00Z")
+    older = dict(order, total_price="10.00", updated_at="2030-01-01T00:00:00Z")
+    await shopify.sim.emit(SHOP, "orders/updated", newer)
+    await shopify.until(lambda: shopify.events("platform.shopify.events.orders.updated"))
+    row = await shopify.until(lambda: _order_row(shopify, str(order["id"])))
+    assert row.data["total_price"] == "20.00"
+    await shopify.sim.emit(SHOP, "orders/updated", older)
+
+    async def both_published() -> bool:
+        return len(await shopify.events("platform.shopify.events.orders.updated")) == 2
+    await shopify.until(both_published)
+
+    async def settled() -> ShopifyOrder | None:
+        found = await _order_row(shopify, str(order["id"]))
+        return found if found is not None and found.stored_at != row.stored_at else None
+    again = await shopify.until(settled)
+    assert again.data["total_price"] == "20.00"
+    assert again.source_updated_at.replace(tzinfo=UTC) == datetime(2030, 1, 2, tzinfo=UTC)
+    assert again.published_updated_at is not None
+    assert again.published_updated_at.replace(tzinfo=UTC) == datetime(2030, 1, 2, tzinfo=UTC)
+    assert again.id == row.id

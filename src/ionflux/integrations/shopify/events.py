@@ -28,7 +28,7 @@ from ionflux.integrations.shopify.models import (
 )
 from ionflux.integrations.shopify.normalise import Order, Product
 from ionflux.integrations.shopify.privacy import Subject, redact_deliveries, redact_events
-from ionflux.integrations.shopify.records import SOURCE, redact_customer, upsert
+from ionflux.integrations.shopify.records import SOURCE, record_webhook_version, redact_customer
 
 log = logging.getLogger("ionflux.shopify")
 
@@ -48,9 +48,9 @@ class ShopifyWebhookConsumer:
         payload = data.get("payload") or {}
         shop = str(data.get("account"))
         if "order" in payload:
-            await upsert(session, connection_id, shop, Order.model_validate(payload["order"]), "webhook")
+            await record_webhook_version(session, connection_id, Order.model_validate(payload["order"]))
         elif "product" in payload:
-            await upsert(session, connection_id, shop, Product.model_validate(payload["product"]), "webhook")
+            await record_webhook_version(session, connection_id, Product.model_validate(payload["product"]))
         elif topic == "shop/update":
             await self._shop_update(session, connection_id, payload.get("raw") or {})
         elif topic == "app/uninstalled":

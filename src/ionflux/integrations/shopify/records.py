@@ -7,17 +7,21 @@ only if it is newer than the mark, in the same transaction that moves it.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import Insert, Table, bindparam, case, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ionflux.core.bus import emit
+from ionflux.core.db import scope_of
+from ionflux.core.models import new_id, utcnow
 from ionflux.integrations.shopify.models import ShopifyOrder, ShopifyProduct
 from ionflux.integrations.shopify.normalise import Order, Product
 
-Origin = Literal["webhook", "backfill", "reconcile"]
+Origin = Literal["backfill", "reconcile"]  # a webhook's record: `record_webhook_version`
 SOURCE = "/integrations/shopify"
 
 
@@ -32,7 +36,7 @@ def _aware(moment: datetime | None) -> datetime | None:
 
 async def upsert(session: AsyncSession, connection_id: str, shop: str, record: Order | Product,
                  origin: Origin) -> bool:
-    """Store `record`; publish it (unless a webhook already did) if this version is new. True if published."""
+    """Store `record` (from a sync); publish it if this version is newer than the last published. True if so."""
     is_order = isinstance(record, Order)
     model: type[ShopifyOrder] | type[ShopifyProduct] = ShopifyOrder if is_order else ShopifyProduct
     row: ShopifyOrder | ShopifyProduct | None = await session.scalar(
@@ -53,14 +57,55 @@ async def upsert(session: AsyncSession, connection_id: str, shop: str, record: O
     if published is not None and updated <= published:
         return False
     row.published_updated_at = updated
-    if origin == "webhook":
-        return False  # the pipeline published this delivery's event
     resource = "orders" if is_order else "products"
     action = "synced" if origin == "backfill" else ("created" if new else "updated")
     emit(session, type=f"platform.shopify.events.{resource}.{action}", subject=f"{shop}/{resource}/{record.id}",
          source=SOURCE, data={"connection_id": connection_id, "shop": shop, "origin": origin,
                               resource[:-1]: data})
     return True
+
+
+async def record_webhook_version(session: AsyncSession, connection_id: str, record: Order | Product) -> None:
+    """What a webhook's consumer does with its record, in one statement: store it unless a newer version is
+    stored, and move the published mark up to it (the pipeline published the delivery's own event).
+
+    `upsert`'s rule without its publishing decision, and without reading the row first: a webhook stream is
+    one write per delivery, and the read, the ORM's change tracking and a second statement cost more than
+    the write itself (measured on SQLite: 1.0 ms of CPU per delivery that way, 0.25 ms this way).
+    """
+    workspace_id = scope_of(session)
+    if not isinstance(workspace_id, str):
+        raise TypeError("record_webhook_version needs a tenant session")
+    updated = parse_time(record.updated_at)
+    values: dict[str, Any] = {
+        "id": new_id(), "workspace_id": workspace_id, "connection_id": connection_id, "shopify_id": record.id,
+        "data": record.model_dump(), "source_updated_at": updated, "published_updated_at": updated,
+        "stored_at": utcnow()}
+    if isinstance(record, Order):
+        values["created_at"] = parse_time(record.created_at)
+        values["customer_id"] = record.customer.id if record.customer else None
+    await session.execute(_webhook_upsert(session.get_bind().dialect.name, isinstance(record, Order)), values)
+
+
+@functools.cache
+def _webhook_upsert(dialect: str, is_order: bool) -> Insert:
+    """Built once per table and dialect (building it costs more than running it)."""
+    table: Table = (ShopifyOrder if is_order else ShopifyProduct).__table__  # type: ignore[assignment]
+    names = ["id", "workspace_id", "connection_id", "shopify_id", "data", "source_updated_at",
+             "published_updated_at", "stored_at", *(["created_at", "customer_id"] if is_order else [])]
+    insert = (sqlite if dialect == "sqlite" else postgresql).insert(table).values(
+        {name: bindparam(name, type_=table.c[name].type) for name in names})
+    new, c = insert.excluded, table.c
+    newer = new.source_updated_at >= c.source_updated_at
+    kept = ["data", "source_updated_at", *(["customer_id"] if is_order else [])]
+    changes: dict[str, Any] = {name: case((newer, new[name]), else_=c[name]) for name in kept}
+    changes["published_updated_at"] = case(
+        (or_(c.published_updated_at.is_(None), c.published_updated_at < new.published_updated_at),
+         new.published_updated_at), else_=c.published_updated_at)
+    changes["stored_at"] = new.stored_at
+    return insert.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=[c.connection_id, c.shopify_id], set_=changes,
+        where=c.workspace_id == new.workspace_id)  # a row of another workspace is never touched
 
 
 def redact_customer(data: dict[str, Any]) -> dict[str, Any]:
