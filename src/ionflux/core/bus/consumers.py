@@ -12,13 +12,14 @@ in one transaction and, if any of them fails, to roll them all back and run them
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, insert
+from sqlalchemy import Insert, Table, delete, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -108,9 +109,7 @@ async def deliver_many(db: Database, deliveries: list[tuple[Subscription, Event]
     if any(e.workspace_id != workspace for _, e in deliveries):
         raise ValueError("deliver_many takes the events of one workspace")
     now = utcnow()
-    dialect = sqlite if db.is_sqlite else postgresql
-    markers = (dialect.insert(ProcessedEvent).on_conflict_do_nothing()
-               .returning(ProcessedEvent.consumer, ProcessedEvent.event_id))
+    markers = _markers("sqlite" if db.is_sqlite else "postgresql")
     rows = [{"consumer": sub.name, "event_id": e.id, "workspace_id": workspace, "processed_at": now}
             for sub, e in deliveries]
     handled: list[bool] = []
@@ -139,6 +138,14 @@ async def deliver_many(db: Database, deliveries: list[tuple[Subscription, Event]
     for (sub, _), ran in zip(deliveries, handled, strict=True):
         _count(metrics, sub.name, "handled" if ran else "duplicate")
     return [None] * len(deliveries)
+
+
+@functools.cache
+def _markers(dialect: str) -> Insert:
+    """The multi-row marker insert, on the table (Core): the ORM's bulk-insert path costs ~30 µs a row more."""
+    table: Table = ProcessedEvent.__table__  # type: ignore[assignment]
+    insert = (sqlite if dialect == "sqlite" else postgresql).insert(table)
+    return insert.on_conflict_do_nothing().returning(table.c.consumer, table.c.event_id)  # type: ignore[no-any-return]
 
 
 async def _outcome(delivery: Awaitable[bool]) -> Exception | None:
