@@ -9,8 +9,9 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -130,7 +131,18 @@ def worker_command(
                     log.warning("the server process is gone; the worker stops")
                     break
 
-    asyncio.run(main())
+    _run_loop(main())
+
+
+def _run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run a long-lived process's loop on uvloop (as `serve` does through uvicorn) where it is installed:
+    the relay and consumers spend a good part of their CPU in the event loop's socket handling."""
+    try:
+        import uvloop
+    except ImportError:  # Windows
+        asyncio.run(main)
+        return
+    uvloop.run(main)
 
 
 @db_app.command("upgrade")
