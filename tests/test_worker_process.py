@@ -69,7 +69,7 @@ async def test_serve_runs_the_relay_in_a_niced_child_on_postgres_and_in_process_
             assert len(children) == 1
             cmdline = Path(f"/proc/{children[0]}/cmdline").read_bytes().split(b"\0")
             assert b"worker" in cmdline and str(server.proc.pid).encode() in cmdline
-            await until(lambda: _state_and_nice(children[0])[1] == 5)  # it lowers its own priority first thing
+            await until(lambda: _state_and_nice(children[0])[1] == 19)  # it lowers its own priority first thing
         body = json.dumps({"order": {"id": 1, "total_price": "9.00"}}).encode()
         answer = httpx.post(f"{server.url}/webhooks/shopify", content=body, timeout=10,
                             headers=shopify_headers(body, secret=SHOPIFY_SECRET, webhook_id="w-1", event_id="e-1"))

@@ -89,8 +89,9 @@ class Settings(_FileBackedSettings):
         default=0.05, ge=0, description="how long the relay's wake-up after an inbox commit is held to gather "
                                         "more events per batch (publish latency against background overhead)")
     worker_nice: int = Field(
-        default=5, ge=0, le=19, description="how much lower the CPU priority of the worker process `ionflux serve` "
-                                            "starts on PostgreSQL is (it yields the CPU to requests; 0: equal)")
+        default=19, ge=0, le=19, description="how much lower the CPU priority of the worker process `ionflux serve` "
+                                             "starts on PostgreSQL is: when both want a CPU, requests come first "
+                                             "and publishing catches up after (0: equal)")
     webhook_inbox_writers: int = Field(
         default=1, gt=0, description="webhook inbox batches committed at once (PostgreSQL; SQLite has one writer)")
 
