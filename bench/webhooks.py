@@ -10,7 +10,9 @@ Both servers run uvicorn with uvloop + httptools, no access log, log level WARNI
 runs its outbox relay and consumers too (the events are published while the load runs), as it does in
 production: in its own process on SQLite, in a child worker process (inheriting the server's CPU
 pinning, so on the same core) on PostgreSQL; the CPU figures include that child.
-Both servers run at once (idle while the other is measured) and runs are interleaved, median of rounds.
+Both servers run at once (idle while the other is measured) and runs are interleaved, median of rounds;
+IONFLUX's outbox is drained before and after each of its runs (so its catch-up never lands on the
+baseline's run), the CPU per request includes that catch-up, and the catch-up time is printed.
 Targets: accepted/s >= 0.80 x baseline, p99 <= 1.25 x baseline.
 """
 
@@ -25,6 +27,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -53,7 +56,8 @@ class Run:
     socket_errors: int
     p50_ms: float
     p99_ms: float
-    cpu_ms: float = 0.0  # the server's CPU time (user + system) per accepted request
+    cpu_ms: float = 0.0  # the server's CPU time (user + system) per accepted request, catch-up included
+    drain_s: float = 0.0  # seconds after the run until everything accepted was published
 
 
     @property
@@ -158,11 +162,39 @@ class Server:
             self.proc.wait()
 
 
+def pending_events(url: str) -> int:
+    """Outbox rows not yet published (what a server still owes after its run)."""
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.split(":///", 1)[1], timeout=30) as conn:
+            return int(conn.execute("SELECT count(*) FROM outbox_events WHERE status = 'pending'").fetchone()[0])
+
+    async def count() -> int:
+        import asyncpg
+
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+        try:
+            return int(await conn.fetchval("SELECT count(*) FROM outbox_events WHERE status = 'pending'"))
+        finally:
+            await conn.close()
+
+    return asyncio.run(count())
+
+
+def drain(url: str | None, limit: float = 300.0) -> float:
+    """Wait until every accepted delivery is published; returns the seconds that took."""
+    started = time.monotonic()
+    while url is not None and pending_events(url) and time.monotonic() - started < limit:
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
 def measure(
-    servers: dict[str, Server], body: bytes, workdir: Path, args: argparse.Namespace
+    servers: dict[str, Server], urls: dict[str, str | None], body: bytes, workdir: Path, args: argparse.Namespace
 ) -> dict[str, dict[int, Run]]:
     """Interleaved: for each concurrency, each round runs every server once, so drift in the machine's
-    load (other processes) hits both sides alike; the median round is reported."""
+    load (other processes) hits both sides alike; the median round is reported. Before each run and after
+    it, IONFLUX's outbox is drained (everything accepted is published), so no server's run pays for the
+    other's catch-up; the CPU per request includes the catch-up, and its duration is reported."""
     results: dict[str, dict[int, Run]] = {name: {} for name in servers}
     for c in args.concurrency:
         runs: dict[str, list[Run]] = {name: [] for name in servers}
@@ -172,9 +204,11 @@ def measure(
                 script = workdir / f"{name}-{c}.lua"
                 script.write_text(lua_script(body))  # fresh ids every run: nothing is a duplicate
                 wrk(url, script, c, args.warmup, args.load_cpu)
+                drain(urls[name])
                 script.write_text(lua_script(body))
                 before = cpu_seconds(server.proc.pid)
                 run = wrk(url, script, c, args.duration, args.load_cpu)
+                run.drain_s = drain(urls[name])
                 accepted = run.requests - run.non_2xx
                 run.cpu_ms = (cpu_seconds(server.proc.pid) - before) * 1000 / accepted if accepted else 0.0
                 runs[name].append(run)
@@ -183,7 +217,7 @@ def measure(
             results[name][c] = run = ordered[len(ordered) // 2]
             print(f"  {name:9} c={c:<3} {run.accepted_per_s:8.0f} accepted/s  p50 {run.p50_ms:6.2f} ms  "
                   f"p99 {run.p99_ms:6.2f} ms  CPU {run.cpu_ms:5.2f} ms/req  non-2xx {run.non_2xx}  "
-                  f"socket errors {run.socket_errors}  "
+                  f"socket errors {run.socket_errors}  all published {run.drain_s:4.1f} s after the run  "
                   f"(rounds: {', '.join(f'{r.accepted_per_s:.0f}' for r in runs[name])})", flush=True)
     return results
 
@@ -242,7 +276,8 @@ def bench_database(kind: str, args: argparse.Namespace) -> dict[str, dict[int, R
             servers[name] = Server([sys.executable, "-m", "ionflux.cli", "serve", *extra_args, "--port", str(port)],
                                    {**env, **extra_env, "IONFLUX_DATABASE_URL": urls[name]}, args.server_cpu, port,
                                    workdir)
-        return measure(servers, body, workdir, args)
+        outboxes: dict[str, str | None] = {name: (None if name == "baseline" else url) for name, url in urls.items()}
+        return measure(servers, outboxes, body, workdir, args)
     finally:
         for server in servers.values():
             server.stop()
