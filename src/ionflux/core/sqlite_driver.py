@@ -20,6 +20,7 @@ from __future__ import annotations
 import sqlite3
 import types
 from collections import deque
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +41,18 @@ class Cursor(aiosqlite.Cursor):
         self._arraysize = 1
 
     async def execute(self, sql: str, parameters: Any = None) -> Cursor:
-        await self._conn._execute(self._run, sql, () if parameters is None else parameters, False)
+        await self._hand_off(self._run, sql, () if parameters is None else parameters, False)
         return self
 
     async def executemany(self, sql: str, parameters: Any) -> Cursor:
-        await self._conn._execute(self._run, sql, parameters, True)
+        await self._hand_off(self._run, sql, parameters, True)
         return self
+
+    @property
+    def _hand_off(self) -> Callable[..., Awaitable[Any]]:
+        """aiosqlite's (untyped) way to run a function on the connection's thread."""
+        run: Callable[..., Awaitable[Any]] = self._conn._execute
+        return run
 
     def _run(self, sql: str, parameters: Any, many: bool) -> None:
         """On the connection's thread: the sqlite3 cursor is made, used and closed here only."""
@@ -116,7 +123,8 @@ def connect(database: str | bytes | Path, *, iter_chunk_size: int = 64, **kwargs
     location = database.decode() if isinstance(database, bytes) else str(database)
 
     def connector() -> sqlite3.Connection:
-        return sqlite3.connect(location, **kwargs)
+        conn: sqlite3.Connection = sqlite3.connect(location, **kwargs)
+        return conn
 
     return Connection(connector, iter_chunk_size)
 
