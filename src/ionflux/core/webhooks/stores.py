@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from sqlalchemy import Table
 from sqlalchemy.dialects import sqlite
 
+from ionflux.core.bus.notify import asyncpg_dsn
 from ionflux.core.models import OutboxEvent
 from ionflux.core.webhooks.models import WebhookDelivery
 
@@ -196,7 +197,7 @@ _EVENT_COLUMNS = ("id", "type", "source", "subject", "time")
 
 class PostgresInboxStore:
     def __init__(self, async_url: str, *, pool_size: int = 4) -> None:
-        self.dsn = async_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        self.dsn = asyncpg_dsn(async_url)
         self.pool_size = pool_size
         self._pool: Any = None
         self._opening = asyncio.Lock()

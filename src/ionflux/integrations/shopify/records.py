@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ionflux.core.bus import emit
-from ionflux.core.db import scope_of
+from ionflux.core.db import TenancyViolation, scope_of
 from ionflux.core.models import new_id, utcnow
 from ionflux.integrations.shopify.models import ShopifyOrder, ShopifyProduct
 from ionflux.integrations.shopify.normalise import Order, Product
@@ -75,7 +75,7 @@ async def record_webhook_version(session: AsyncSession, connection_id: str, reco
     """
     workspace_id = scope_of(session)
     if not isinstance(workspace_id, str):
-        raise TypeError("record_webhook_version needs a tenant session")
+        raise TenancyViolation("a webhook's record is written in its workspace's db.tenant() session")
     updated = parse_time(record.updated_at)
     values: dict[str, Any] = {
         "id": new_id(), "workspace_id": workspace_id, "connection_id": connection_id, "shopify_id": record.id,
