@@ -11,17 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from sqlalchemy import select, update
 
 from ionflux.core.errors import IonfluxError, NotFound
 from ionflux.core.models import PLATFORM_WORKSPACE, Connection
 from ionflux.core.platform import Platform
+from ionflux.core.ttl_cache import TtlCache
 from ionflux.core.webhooks.base import (
     Handshake,
     InboundPart,
@@ -37,27 +37,7 @@ from ionflux.core.webhooks.registry import WebhookRegistry, default_registry
 from ionflux.core.webhooks.sns import SnsWebhooks
 
 log = logging.getLogger(__name__)
-K = TypeVar("K")
-V = TypeVar("V")
 DROPPED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
-
-
-class TtlCache(Generic[K, V]):
-    def __init__(self, ttl: float, size: int = 4096) -> None:
-        self.ttl, self.size = ttl, size
-        self._items: OrderedDict[K, tuple[float, V]] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        item = self._items.get(key)
-        if item is None or item[0] < time.monotonic():
-            return None
-        return item[1]
-
-    def put(self, key: K, value: V) -> None:
-        self._items[key] = (time.monotonic() + self.ttl, value)
-        self._items.move_to_end(key)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
 
 
 @dataclass(frozen=True)
@@ -174,17 +154,15 @@ class WebhookIngestion:
         owner = route.workspace_id if route else PLATFORM_WORKSPACE
         name = route.credential_name if route else "default"
         key = (owner, provider.vault_provider, name)
-        cached = self._secrets.get(key)
-        if cached is not None:
-            return cached
+        return await self._secrets.get(key, lambda: self._load_secrets(provider, owner, name))
+
+    async def _load_secrets(self, provider: WebhookProvider, owner: str, name: str) -> Mapping[str, str]:
         try:
             resolved = await self.platform.vault.resolve(owner, provider.vault_provider, name)
         except (NotFound, IonfluxError):
             raise NotConfigured("not_configured", f"no {provider.vault_provider} webhook secret is configured "
                                                   f"(IONFLUX_{provider.vault_provider.upper()}_…)") from None
-        secrets = dict(resolved.secrets)
-        self._secrets.put(key, secrets)
-        return secrets
+        return dict(resolved.secrets)
 
     async def _route_by_id(self, provider: WebhookProvider, connection_id: str | None) -> Route:
         return await self._route(provider, "id", connection_id or "")
@@ -198,10 +176,9 @@ class WebhookIngestion:
             return None
 
     async def _route(self, provider: WebhookProvider, by: str, value: str) -> Route:
-        cache_key = (provider.name, f"{by}:{value}")
-        route = self._routes.get(cache_key)
-        if route is not None:
-            return route
+        return await self._routes.get((provider.name, f"{by}:{value}"), lambda: self._load_route(provider, by, value))
+
+    async def _load_route(self, provider: WebhookProvider, by: str, value: str) -> Route:
         where = Connection.id == value if by == "id" else Connection.external_id == value
         async with self.platform.db.system() as session:
             row = (await session.execute(
@@ -209,9 +186,7 @@ class WebhookIngestion:
                 .where(Connection.provider == provider.name, where))).first()
         if row is None:
             raise NotFound(f"no {provider.name} connection {value!r}", field="connection_id")
-        route = Route(row.id, row.workspace_id, row.credential_name)
-        self._routes.put(cache_key, route)
-        return route
+        return Route(row.id, row.workspace_id, row.credential_name)
 
     async def _confirm(self, provider: SnsWebhooks, body: bytes, delivery_id: str) -> None:
         try:
