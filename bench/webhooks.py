@@ -276,7 +276,9 @@ def bench_database(kind: str, args: argparse.Namespace) -> dict[str, dict[int, R
             servers[name] = Server([sys.executable, "-m", "ionflux.cli", "serve", *extra_args, "--port", str(port)],
                                    {**env, **extra_env, "IONFLUX_DATABASE_URL": urls[name]}, args.server_cpu, port,
                                    workdir)
-        outboxes: dict[str, str | None] = {name: (None if name == "baseline" else url) for name, url in urls.items()}
+        # Nothing to drain where nothing publishes: the baseline, and `--no-worker` (ingestion alone).
+        outboxes: dict[str, str | None] = {name: (None if name in ("baseline", "ingest") else url)
+                                           for name, url in urls.items()}
         return measure(servers, outboxes, body, workdir, args)
     finally:
         for server in servers.values():

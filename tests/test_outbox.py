@@ -195,6 +195,44 @@ async def test_a_batch_is_one_transaction_and_a_bad_event_fails_only_itself(data
     assert set(sessions) == {bad.id}
 
 
+async def test_a_batch_handler_gets_the_chunk_at_once_and_a_failure_falls_back_to_one_by_one(
+        database: Database, bus: EventBus) -> None:
+    calls: list[list[int]] = []
+    singles: list[int] = []
+
+    async def one(event: Event, session: AsyncSession) -> None:
+        singles.append(event.data["n"])
+        if event.data.get("bad"):
+            raise ValueError("this event is bad")
+        session.add(Workspace(id=f"one-{event.id}", name="made by a consumer"))
+
+    async def many(events: list[Event], session: AsyncSession) -> None:
+        calls.append([e.data["n"] for e in events])
+        for event in events:
+            if event.data.get("bad"):
+                raise ValueError("this event is bad")
+            session.add(Workspace(id=f"many-{event.id}", name="made by a consumer"))
+
+    bus.subscribe("batched", [TOPIC], one, batch=many)
+    good = [Event(type=TOPIC, data={"n": i}, workspace_id="ws-1") for i in range(5)]
+    assert await bus.transport.publish(good) == [None] * 5
+    assert calls == [[0, 1, 2, 3, 4]] and singles == []  # one call, in outbox order
+    assert await bus.transport.publish(good) == [None] * 5  # published again: nothing acts twice
+    assert calls == [[0, 1, 2, 3, 4]]
+    calls.clear()
+    mixed = [Event(type=TOPIC, data={"n": 10}, workspace_id="ws-1"),
+             Event(type=TOPIC, data={"n": 11, "bad": True}, workspace_id="ws-1"),
+             Event(type=TOPIC, data={"n": 12}, workspace_id="ws-1")]
+    outcomes = await bus.transport.publish(mixed)
+    # The batch failed as a whole; delivered one by one, only the bad event fails.
+    assert calls == [[10, 11, 12]] and singles == [10, 11, 12]
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], PublishFailure) and "batched: ValueError: this event is bad" in outcomes[1].error
+    async with database.system() as s:
+        made = set((await s.scalars(select(Workspace.id).where(Workspace.name == "made by a consumer"))).all())
+    assert made == {f"many-{e.id}" for e in good} | {f"one-{mixed[0].id}", f"one-{mixed[2].id}"}
+
+
 async def test_only_outbox_backed_consumer_commits_skip_the_flush(database: Database, bus: EventBus) -> None:
     seen: dict[str, str] = {}
 

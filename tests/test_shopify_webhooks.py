@@ -10,10 +10,13 @@ import json
 import uuid
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import select
 
+from ionflux.core.bus import Event
 from ionflux.core.models import Connection, Credential
 from ionflux.core.webhooks.shopify import shopify_topic
+from ionflux.integrations.shopify.events import ShopifyWebhookConsumer
 from ionflux.integrations.shopify.models import ShopifyOrder, ShopifyPrivacyRequest, ShopifyShop
 from ionflux.integrations.shopify.queries import WEBHOOK_TOPICS
 from ionflux.integrations.shopify.webhooks import shape_payload
@@ -171,6 +174,40 @@ async def _order_row(shopify: ShopifyEnv, order_id: str) -> ShopifyOrder | None:
         row: ShopifyOrder | None = await session.scalar(select(ShopifyOrder).where(ShopifyOrder.shopify_id == order_id))
     return row
 
+
+
+async def test_a_consumer_batch_of_versions_keeps_the_newest_and_reads_its_own_writes(
+        shopify: ShopifyEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The consumer takes a chunk of deliveries at once: versions of one order out of order in the same batch
+    end at the newest, and a privacy request later in the batch sees the orders written before it."""
+    connection = await shopify.connect()
+    raw_request = {"customer": {"id": 424242}, "orders_requested": []}
+
+    async def raw(self: object, session: object, delivery_id: str) -> dict[str, object]:
+        return raw_request  # the request's raw body (these deliveries were made here, not through the inbox)
+    monkeypatch.setattr(ShopifyWebhookConsumer, "_raw", raw)
+    order = shopify.sim.create_order(SHOP)
+
+    def delivery(topic: str, raw: dict[str, object]) -> Event:
+        return Event(type=shopify_topic(topic), workspace_id=shopify.workspace.id, data={
+            "provider": "shopify", "topic": topic, "connection_id": connection["id"], "account": SHOP,
+            "webhook_delivery_id": str(uuid.uuid4()), "payload": shape_payload(topic, raw, pii=False)})
+
+    versions = [dict(order, total_price=price, updated_at=f"2030-01-0{day}T00:00:00Z",
+                     customer=dict(order["customer"], id=424242))
+                for price, day in (("20.00", 2), ("10.00", 1), ("30.00", 3), ("25.00", 2))]
+    request = delivery("customers/data_request", raw_request)
+    events = [*(delivery("orders/updated", v) for v in versions), request]
+    assert await shopify.platform.bus.transport.publish(events) == [None] * len(events)
+    row = await _order_row(shopify, str(order["id"]))
+    assert row is not None and row.data["total_price"] == "30.00"
+    assert row.source_updated_at.replace(tzinfo=UTC) == datetime(2030, 1, 3, tzinfo=UTC)
+    assert row.published_updated_at is not None
+    assert row.published_updated_at.replace(tzinfo=UTC) == datetime(2030, 1, 3, tzinfo=UTC)
+    async with shopify.platform.db.system() as session:
+        compiled = await session.scalar(
+            select(ShopifyPrivacyRequest).where(ShopifyPrivacyRequest.event_id == request.id))
+    assert compiled is not None and compiled.outcome["orders"] == [str(order["id"])]
 
 
 async def test_product_and_shop_webhooks_update_the_local_copies(shopify: ShopifyEnv) -> None:

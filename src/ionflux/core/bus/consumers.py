@@ -6,12 +6,14 @@ first, so a concurrent duplicate waits on the primary key and then finds the mar
 
 A handler's effects are the writes it makes in the session it is given (work for later, such as an
 agent run, is enqueued as rows): `deliver_many` relies on that to run several events of one workspace
-in one transaction and, if any of them fails, to roll them all back and run them one by one.
+in one transaction and, if any of them fails, to roll them all back and run them one by one. There a
+consumer may take its events at once (`Subscription.batch`), e.g. to write them with one statement.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 import re
@@ -34,6 +36,8 @@ from ionflux.core.observability import Metrics
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Event, AsyncSession], Awaitable[None]]
+# Several events at once, in outbox order, with the same effect as `Handler` on each in turn.
+BatchHandler = Callable[[list[Event], AsyncSession], Awaitable[None]]
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
 
 
@@ -44,9 +48,11 @@ class Subscription:
     name: str
     patterns: tuple[TopicPattern, ...]
     handler: Handler
+    batch: BatchHandler | None = None  # used by `deliver_many`; `handler` is used for one event
 
     @classmethod
-    def create(cls, name: str, patterns: list[str], handler: Handler) -> Subscription:
+    def create(cls, name: str, patterns: list[str], handler: Handler,
+               batch: BatchHandler | None = None) -> Subscription:
         if not _NAME.match(name):
             raise InvalidRequest(
                 f"consumer name {name!r} must be 1-100 of a-z, 0-9, '_', '.', '-' (it names a queue)",
@@ -54,7 +60,7 @@ class Subscription:
             )
         if not patterns:
             raise InvalidRequest("a subscription needs at least one topic pattern", field="patterns")
-        return cls(name, tuple(compile_pattern(p) for p in patterns), handler)
+        return cls(name, tuple(compile_pattern(p) for p in patterns), handler, batch)
 
     def matches(self, topic: str) -> bool:
         return any(p.matches(topic) for p in self.patterns)
@@ -96,12 +102,14 @@ async def deliver_once(db: Database, sub: Subscription, event: Event, metrics: M
 
 async def deliver_many(db: Database, deliveries: list[tuple[Subscription, Event]],
                        metrics: Metrics | None = None) -> list[Exception | None]:
-    """`deliver_once` for several (consumer, outbox event) pairs of one workspace, in order, in one transaction.
+    """`deliver_once` for several (consumer, outbox event) pairs of one workspace, in one transaction.
 
     One multi-row marker insert (skipping pairs already processed) and one commit instead of one
-    transaction per pair. If anything fails, the whole transaction is rolled back and each pair is
-    delivered alone, so one bad event fails only its own delivery. Returns each pair's failure (None:
-    done). For the embedded transport: the commits are `outbox_backed` (see `deliver_once`).
+    transaction per pair. Each consumer gets its events in the order given (consumers one after the
+    other, in the order they first appear), all at once if it has a `batch` handler. If anything fails,
+    the whole transaction is rolled back and each pair is delivered alone, so one bad event fails only
+    its own delivery. Returns each pair's failure (None: done). For the embedded transport: the commits
+    are `outbox_backed` (see `deliver_once`).
     """
     if len(deliveries) < 2:
         return [await _outcome(deliver_once(db, sub, e, metrics, outbox_backed=True)) for sub, e in deliveries]
@@ -112,31 +120,39 @@ async def deliver_many(db: Database, deliveries: list[tuple[Subscription, Event]
     markers = _markers("sqlite" if db.is_sqlite else "postgresql")
     rows = [{"consumer": sub.name, "event_id": e.id, "workspace_id": workspace, "processed_at": now}
             for sub, e in deliveries]
-    handled: list[bool] = []
-    in_handler = False
+    runs: dict[str, tuple[Subscription, list[int]]] = {}  # consumer -> the pairs it acts on now
+    failing: int | None = None  # the pair whose handler raised
     try:
         async with db.tenant(workspace, background=True) as session:
             fresh = {(c, i) for c, i in (await session.execute(markers, rows)).all()}
-            for sub, event in deliveries:
-                handled.append((sub.name, event.id) in fresh)
-                if handled[-1]:
+            for n, (sub, event) in enumerate(deliveries):
+                if (sub.name, event.id) in fresh:
                     fresh.discard((sub.name, event.id))  # the same delivery twice in a batch acts once
-                    in_handler = True
-                    await sub.handler(event, session)
-                    in_handler = False
-                    # Let waiting requests run between handlers: a batch is background work sharing the loop.
-                    await asyncio.sleep(0)
+                    runs.setdefault(sub.name, (sub, []))[1].append(n)
+            for sub, pairs in runs.values():
+                if sub.batch is not None:
+                    await sub.batch([deliveries[n][1] for n in pairs], session)
+                else:
+                    for n in pairs:
+                        failing = n
+                        await sub.handler(deliveries[n][1], session)
+                        failing = None
+                        # Let waiting requests run between handlers: a batch is background work sharing the loop.
+                        await asyncio.sleep(0)
+                await asyncio.sleep(0)
     except Exception as exc:
         # A handler that raised has had this attempt (it is not run again now: the relay retries it
-        # with backoff); everything else in the batch is delivered alone.
-        failing = len(handled) - 1 if in_handler else None
+        # with backoff); everything else in the batch is delivered alone (after a failed batch
+        # handler, all of its pairs: which one failed is not known).
         if failing is not None:
             _count(metrics, deliveries[failing][0].name, "failed")
         log.info("a batch of %d deliveries failed; delivering them one by one", len(deliveries))
         return [exc if n == failing else await _outcome(deliver_once(db, sub, e, metrics, outbox_backed=True))
                 for n, (sub, e) in enumerate(deliveries)]
-    for (sub, _), ran in zip(deliveries, handled, strict=True):
-        _count(metrics, sub.name, "handled" if ran else "duplicate")
+    acted = {name: len(pairs) for name, (_, pairs) in runs.items()}
+    for name, count in collections.Counter(sub.name for sub, _ in deliveries).items():
+        _count(metrics, name, "handled", acted.get(name, 0))
+        _count(metrics, name, "duplicate", count - acted.get(name, 0))
     return [None] * len(deliveries)
 
 
@@ -188,9 +204,9 @@ async def deliver_retrying_transient(
             await asyncio.sleep(delay)
 
 
-def _count(metrics: Metrics | None, consumer: str, outcome: str) -> None:
-    if metrics is not None:
-        metrics.events_consumed.labels(consumer=consumer, outcome=outcome).inc()
+def _count(metrics: Metrics | None, consumer: str, outcome: str, times: int = 1) -> None:
+    if metrics is not None and times:
+        metrics.events_consumed.labels(consumer=consumer, outcome=outcome).inc(times)
 
 
 async def purge_processed(db: Database, retention_days: int) -> int:

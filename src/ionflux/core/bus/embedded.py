@@ -1,8 +1,8 @@
 """`embedded://`: publishing an event means handing it to the matching in-process consumers.
 
 A relay batch is split into workspaces; a workspace's events go to their consumers in chunks, each
-chunk in one transaction (`deliver_many`): each consumer sees its events in outbox order, and for
-every event the consumers run in subscription order.
+chunk in one transaction (`deliver_many`): each consumer sees its events in outbox order (a consumer
+with a batch handler gets a chunk's events at once), the consumers one after the other.
 
 A consumer that raises makes the publish of that event fail, so the relay retries it with backoff;
 consumers that already succeeded skip it by idempotency. After `max_deliveries` failures the outbox
@@ -59,11 +59,17 @@ class EmbeddedTransport:
         for i, event in enumerate(events):
             lanes[event.workspace_id].append(i)
         subscriptions = list(self.subscriptions())
+        matching: dict[str, list[Subscription]] = {}  # by event type: a batch has few distinct types
+
+        def consumers_of(topic: str) -> list[Subscription]:
+            found = matching.get(topic)
+            if found is None:
+                found = matching[topic] = [sub for sub in subscriptions if sub.matches(topic)]
+            return found
 
         async def run_lane(indexes: list[int]) -> None:
             for start in range(0, len(indexes), self.chunk):
-                pairs = [(sub, i) for i in indexes[start:start + self.chunk]
-                         for sub in subscriptions if sub.matches(events[i].type)]
+                pairs = [(sub, i) for i in indexes[start:start + self.chunk] for sub in consumers_of(events[i].type)]
                 outcomes = await deliver_many(self.db, [(sub, events[i]) for sub, i in pairs], self.metrics)
                 for (sub, i), outcome in zip(pairs, outcomes, strict=True):
                     if outcome is not None:

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ionflux.core.bus.consumers import Handler, Subscription, purge_processed
+from ionflux.core.bus.consumers import BatchHandler, Handler, Subscription, purge_processed
 from ionflux.core.bus.embedded import EmbeddedTransport
 from ionflux.core.bus.notify import OutboxListener, OutboxNotifier
 from ionflux.core.bus.outbox import on_commit_wake
@@ -91,11 +91,13 @@ class EventBus:
     def subscriptions(self) -> list[Subscription]:
         return list(self._subscriptions.values())
 
-    def subscribe(self, name: str, patterns: list[str], handler: Handler) -> Subscription:
-        """Register consumer `name` for topics matching `patterns`; it acts once per event id."""
+    def subscribe(self, name: str, patterns: list[str], handler: Handler, *,
+                  batch: BatchHandler | None = None) -> Subscription:
+        """Register consumer `name` for topics matching `patterns`; it acts once per event id. `batch`: the same
+        handler for several events at once (the embedded transport hands a consumer a workspace's events in chunks)."""
         if name in self._subscriptions:
             raise Conflict(f"a consumer named {name!r} is already subscribed", field="name")
-        sub = Subscription.create(name, patterns, handler)
+        sub = Subscription.create(name, patterns, handler, batch)
         self._subscriptions[name] = sub
         if self._consumers_running and isinstance(self.transport, RabbitMQTransport):
             task = asyncio.create_task(self.transport.add_consumer(sub))

@@ -28,7 +28,7 @@ from ionflux.integrations.shopify.models import (
 )
 from ionflux.integrations.shopify.normalise import Order, Product
 from ionflux.integrations.shopify.privacy import Subject, redact_deliveries, redact_events
-from ionflux.integrations.shopify.records import SOURCE, record_webhook_version, redact_customer
+from ionflux.integrations.shopify.records import SOURCE, record_webhook_versions, redact_customer
 
 log = logging.getLogger("ionflux.shopify")
 
@@ -41,18 +41,33 @@ class ShopifyWebhookConsumer:
         self.on_revoked = on_revoked  # stops this process's syncs of a connection (after commit is fine)
 
     async def __call__(self, event: Event, session: AsyncSession) -> None:
+        await self.batch([event], session)
+
+    async def batch(self, events: list[Event], session: AsyncSession) -> None:
+        """Events in order; consecutive order/product versions are written together (one statement per table)."""
+        versions: list[tuple[str, Order | Product]] = []
+        for event in events:
+            data = event.data
+            if data.get("provider") != "shopify" or "webhook_delivery_id" not in data or data.get("replay_of"):
+                continue  # not a delivery (our own events), or a replay (acted on the first time)
+            payload = data.get("payload") or {}
+            connection_id = str(data.get("connection_id"))
+            if "order" in payload:
+                versions.append((connection_id, Order.model_validate(payload["order"])))
+            elif "product" in payload:
+                versions.append((connection_id, Product.model_validate(payload["product"])))
+            else:
+                if versions:  # written first: what comes next may read them (a privacy request reads orders)
+                    await record_webhook_versions(session, versions)
+                    versions = []
+                await self._act(session, event, str(data.get("topic")), connection_id, str(data.get("account")))
+        if versions:
+            await record_webhook_versions(session, versions)
+
+    async def _act(self, session: AsyncSession, event: Event, topic: str, connection_id: str, shop: str) -> None:
         data = event.data
-        if data.get("provider") != "shopify" or "webhook_delivery_id" not in data or data.get("replay_of"):
-            return  # not a delivery (our own events), or a replay (acted on the first time)
-        topic, connection_id = str(data.get("topic")), str(data.get("connection_id"))
-        payload = data.get("payload") or {}
-        shop = str(data.get("account"))
-        if "order" in payload:
-            await record_webhook_version(session, connection_id, Order.model_validate(payload["order"]))
-        elif "product" in payload:
-            await record_webhook_version(session, connection_id, Product.model_validate(payload["product"]))
-        elif topic == "shop/update":
-            await self._shop_update(session, connection_id, payload.get("raw") or {})
+        if topic == "shop/update":
+            await self._shop_update(session, connection_id, (data.get("payload") or {}).get("raw") or {})
         elif topic == "app/uninstalled":
             await self._uninstall(session, connection_id, shop, "app_uninstalled")
         elif topic in ("customers/data_request", "customers/redact", "shop/redact"):

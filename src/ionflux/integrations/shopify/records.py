@@ -21,7 +21,7 @@ from ionflux.core.models import new_id, utcnow
 from ionflux.integrations.shopify.models import ShopifyOrder, ShopifyProduct
 from ionflux.integrations.shopify.normalise import Order, Product
 
-Origin = Literal["backfill", "reconcile"]  # a webhook's record: `record_webhook_version`
+Origin = Literal["backfill", "reconcile"]  # a webhook's record: `record_webhook_versions`
 SOURCE = "/integrations/shopify"
 
 
@@ -65,26 +65,38 @@ async def upsert(session: AsyncSession, connection_id: str, shop: str, record: O
     return True
 
 
-async def record_webhook_version(session: AsyncSession, connection_id: str, record: Order | Product) -> None:
-    """What a webhook's consumer does with its record, in one statement: store it unless a newer version is
-    stored, and move the published mark up to it (the pipeline published the delivery's own event).
+async def record_webhook_versions(session: AsyncSession, versions: list[tuple[str, Order | Product]]) -> None:
+    """What a webhook's consumer does with its records ((connection id, record) in delivery order): store each
+    unless a newer version is stored, and move the published mark up to it (the pipeline published the
+    delivery's own event). One statement per table, executed for every record in turn.
 
     `upsert`'s rule without its publishing decision, and without reading the row first: a webhook stream is
     one write per delivery, and the read, the ORM's change tracking and a second statement cost more than
-    the write itself (measured on SQLite: 1.0 ms of CPU per delivery that way, 0.25 ms this way).
+    the write itself (measured on SQLite: 1.0 ms of CPU per delivery that way, 0.25 ms this way, less again
+    when a consumer's batch of deliveries goes in one executemany).
     """
     workspace_id = scope_of(session)
     if not isinstance(workspace_id, str):
         raise TenancyViolation("a webhook's record is written in its workspace's db.tenant() session")
-    updated = parse_time(record.updated_at)
-    values: dict[str, Any] = {
-        "id": new_id(), "workspace_id": workspace_id, "connection_id": connection_id, "shopify_id": record.id,
-        "data": record.model_dump(), "source_updated_at": updated, "published_updated_at": updated,
-        "stored_at": utcnow()}
-    if isinstance(record, Order):
-        values["created_at"] = parse_time(record.created_at)
-        values["customer_id"] = record.customer.id if record.customer else None
-    await session.execute(_webhook_upsert(session.get_bind().dialect.name, isinstance(record, Order)), values)
+    stored_at = utcnow()
+    orders: list[dict[str, Any]] = []
+    products: list[dict[str, Any]] = []
+    for connection_id, record in versions:
+        updated = parse_time(record.updated_at)
+        values: dict[str, Any] = {
+            "id": new_id(), "workspace_id": workspace_id, "connection_id": connection_id, "shopify_id": record.id,
+            "data": record.model_dump(), "source_updated_at": updated, "published_updated_at": updated,
+            "stored_at": stored_at}
+        if isinstance(record, Order):
+            values["created_at"] = parse_time(record.created_at)
+            values["customer_id"] = record.customer.id if record.customer else None
+            orders.append(values)
+        else:
+            products.append(values)
+    dialect = session.get_bind().dialect.name
+    for is_order, rows in ((True, orders), (False, products)):
+        if rows:  # a list of parameter sets: the statement runs once per row, in order (newest wins)
+            await session.execute(_webhook_upsert(dialect, is_order), rows)
 
 
 @functools.cache

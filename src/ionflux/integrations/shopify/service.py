@@ -38,8 +38,8 @@ class ShopifyService(Service):
         self.sync = ShopifySync(platform.db, self.admin, self.flow.access_token, self.settings,
                                 lease=timedelta(seconds=self.settings.sync_lease_seconds))
         self.pii = PiiPolicy(platform.db)
-        platform.bus.subscribe(ShopifyWebhookConsumer.name, ShopifyWebhookConsumer.patterns,
-                               ShopifyWebhookConsumer(on_revoked=self.sync.stop))
+        consumer = ShopifyWebhookConsumer(on_revoked=self.sync.stop)
+        platform.bus.subscribe(consumer.name, consumer.patterns, consumer, batch=consumer.batch)
         self._background: list[asyncio.Task[None]] = []
 
     def routers(self) -> list[APIRouter]:
