@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from proc_cpu import cpu_seconds  # bench/ is the script's directory
 
 HERE = Path(__file__).resolve().parent
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hello to the benchmark."}], "max_tokens": 32}
@@ -85,12 +86,6 @@ def wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> N
         except httpx.HTTPError:
             time.sleep(0.1)
     raise TimeoutError(f"{url} did not come up in {timeout}s")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
 
 
 @dataclass

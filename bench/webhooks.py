@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from proc_cpu import cpu_seconds  # bench/ is the script's directory
 
 from ionflux.core.db import Database
 from ionflux.core.models import Connection
@@ -101,23 +102,6 @@ done = function(summary, latency, requests)
     e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(99)))
 end
 """
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its live descendants (on PostgreSQL `ionflux serve` runs its
-    relay and consumers in a child `ionflux worker`: its CPU is the server's too), from /proc."""
-    total = 0.0
-    pending = [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-        except FileNotFoundError:
-            continue
-        total += sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")  # u/s time, reaped children
-        pending += [int(c) for c in children]
-    return total
 
 
 def free_port() -> int:

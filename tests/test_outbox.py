@@ -10,16 +10,17 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ionflux.core.bus import Backoff, Event, EventBus, OutboxRelay, emit, emit_many
 from ionflux.core.bus.consumers import deliver_once
+from ionflux.core.bus.outbox import outbox_row
 from ionflux.core.bus.relay import PublishFailure, PublishOutcome
 from ionflux.core.db import Database, TenancyViolation
 from ionflux.core.errors import Conflict, InvalidRequest
-from ionflux.core.models import ProcessedEvent, Workspace
+from ionflux.core.models import OutboxEvent, ProcessedEvent, Workspace
 
 from .polling import outbox_rows, until
 
@@ -150,8 +151,13 @@ async def test_emit_many_writes_what_emit_writes_and_checks_the_same(database: D
     await until(lambda: len(got) == 4)  # the commit woke the relay
     assert [(e.id, e.type, e.data, e.subject, e.source, e.workspace_id) for e in got] == [
         (m.id, t, d, sub, "/tests", "ws-1") for m, (t, d, sub) in zip(made, items, strict=True)]
+
+    async def marked() -> bool:  # the relay marks a batch after its consumers have committed
+        rows = {r.id: r for r in await outbox_rows(database)}
+        return {rows[m.id].status for m in made} == {"published"}
+    await until(marked)
     rows = {r.id: r for r in await outbox_rows(database)}
-    assert {rows[m.id].status for m in made} == {"published"} and {rows[m.id].attempts for m in made} == {0}
+    assert {rows[m.id].attempts for m in made} == {0}
     with pytest.raises(InvalidRequest, match=r"topic|type"):
         async with database.tenant("ws-1") as s:
             await emit_many(s, [(TOPIC, {}, None), ("not a topic", {}, None)])
@@ -231,6 +237,29 @@ async def test_a_batch_handler_gets_the_chunk_at_once_and_a_failure_falls_back_t
     async with database.system() as s:
         made = set((await s.scalars(select(Workspace.id).where(Workspace.name == "made by a consumer"))).all())
     assert made == {f"many-{e.id}" for e in good} | {f"one-{mixed[0].id}", f"one-{mixed[2].id}"}
+
+
+async def test_events_committed_in_this_process_are_relayed_without_reading_their_rows_back(
+        database: Database, bus: EventBus) -> None:
+    seen: list[Event] = []
+
+    async def record(event: Event, _session: AsyncSession) -> None:
+        seen.append(event)
+
+    bus.subscribe("known", [TOPIC], record)
+    await bus.start()
+    made = [outbox_row(type=TOPIC, data={"n": i}, workspace_id="ws-1") for i in range(3)]
+    async with database.system() as session:  # as the webhook inbox writes its events: the rows by hand
+        await session.execute(insert(OutboxEvent), [row for _, row in made])
+        # Handed over before the commit here (the relay's first round may run any time after it); the second
+        # event is not handed over: it is read back from its row.
+        bus.committed([made[0][0], made[2][0]])
+    bus.wake()  # as the inbox does after its commits (a session that did not emit() wakes nobody)
+    await until(lambda: len(seen) == 3, timeout=10)
+    assert [e.id for e in seen] == [e.id for e, _ in made]  # outbox order, whichever way each came
+    assert seen[0] is made[0][0] and seen[2] is made[2][0]
+    assert seen[1] is not made[1][0] and seen[1] == made[1][0]
+    assert bus.relay._known == {}
 
 
 async def test_only_outbox_backed_consumer_commits_skip_the_flush(database: Database, bus: EventBus) -> None:

@@ -1,5 +1,5 @@
-"""`ionflux serve`'s background work: in a child `ionflux worker` on PostgreSQL (niced, dying with the
-server, woken across processes by NOTIFY), in the server's own process on SQLite."""
+"""`ionflux serve`'s background work: in a child `ionflux worker` (niced, dying with the server, woken across
+processes by NOTIFY on PostgreSQL and through its stdin on SQLite)."""
 
 from __future__ import annotations
 
@@ -47,14 +47,14 @@ async def _status(db: Database, event_id: str) -> str | None:
         return await session.scalar(select(OutboxEvent.status).where(OutboxEvent.id == event_id))
 
 
-async def test_serve_runs_the_relay_in_a_niced_child_on_postgres_and_in_process_on_sqlite(
+async def test_serve_runs_the_relay_in_a_niced_child_woken_by_the_servers_commits(
         database_url: str, tmp_path: Path) -> None:
     db = Database(database_url)
     created = await WorkspaceDirectory(db).create("worker")
     async with db.tenant(created.id) as session:
         session.add(Connection(provider="shopify", external_id=SHOP))
-    # The relay polls once a minute here: a delivery published within seconds was woken, in-process
-    # (SQLite) or by NOTIFY from the server to the worker (PostgreSQL).
+    # The relay polls once a minute here: a delivery published within seconds was woken, by NOTIFY from the
+    # server to the worker (PostgreSQL) or by a byte on the worker's stdin (SQLite).
     env = {"IONFLUX_DATA_DIR": str(tmp_path / "data"), "IONFLUX_DATABASE_URL": database_url,
            "IONFLUX_BUS_URL": "embedded://", "IONFLUX_SHOPIFY_CLIENT_SECRET": SHOPIFY_SECRET,
            "IONFLUX_LOG_LEVEL": "WARNING", "IONFLUX_RELAY_POLL_SECONDS": "60"}
@@ -63,13 +63,11 @@ async def test_serve_runs_the_relay_in_a_niced_child_on_postgres_and_in_process_
         server.start()
         assert server.proc is not None
         children = _children(server.proc.pid)
-        if db.is_sqlite:
-            assert children == [], "on SQLite the relay runs in the server's process"
-        else:
-            assert len(children) == 1
-            cmdline = Path(f"/proc/{children[0]}/cmdline").read_bytes().split(b"\0")
-            assert b"worker" in cmdline and str(server.proc.pid).encode() in cmdline
-            await until(lambda: _state_and_nice(children[0])[1] == 19)  # it lowers its own priority first thing
+        assert len(children) == 1
+        cmdline = Path(f"/proc/{children[0]}/cmdline").read_bytes().split(b"\0")
+        assert b"worker" in cmdline and str(server.proc.pid).encode() in cmdline
+        assert (b"--wake-stdin" in cmdline) is db.is_sqlite
+        await until(lambda: _state_and_nice(children[0])[1] == 19)  # it lowers its own priority first thing
         body = json.dumps({"order": {"id": 1, "total_price": "9.00"}}).encode()
         answer = httpx.post(f"{server.url}/webhooks/shopify", content=body, timeout=10,
                             headers=shopify_headers(body, secret=SHOPIFY_SECRET, webhook_id="w-1", event_id="e-1"))
@@ -80,10 +78,14 @@ async def test_serve_runs_the_relay_in_a_niced_child_on_postgres_and_in_process_
         assert event_id
         started = time.monotonic()
         await until(lambda: _published(db, event_id), timeout=20)
+        # An event written by an API request's own transaction (not the webhook inbox) wakes it too.
+        posted = httpx.post(f"{server.url}/v1/events", timeout=10, headers={"Authorization": f"Bearer {created.token}"},
+                            json={"type": "platform.test.events.things.happened", "data": {"n": 1}})
+        assert posted.status_code == 202, posted.text
+        await until(lambda: _published(db, posted.json()["id"]), timeout=20)
         assert time.monotonic() - started < 15, "published by the poll, not by a wake-up"
-        if not db.is_sqlite:
-            server.kill()  # SIGKILL: the child gets SIGTERM from the kernel and leaves no orphan behind
-            await until(lambda: _gone(children[0]), timeout=15)
+        server.kill()  # SIGKILL: the child gets SIGTERM from the kernel and leaves no orphan behind
+        await until(lambda: _gone(children[0]), timeout=15)
     finally:
         server.stop()
         await db.dispose()

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -56,8 +56,8 @@ def serve(
     only: Annotated[str, typer.Option(help="Comma-separated services to serve (default: all)")] = "",
     worker: Annotated[bool, typer.Option(help="Also run the outbox relay, consumers and schedulers")] = True,
     inline_worker: Annotated[bool, typer.Option(
-        help="Run them in this process even on PostgreSQL (default there: a child `ionflux worker` process "
-             "at a lower CPU priority; on SQLite they always run in this process)")] = False,
+        help="Run them in this process (default: in a child `ionflux worker` process at a lower CPU "
+             "priority, which `serve` starts, restarts and stops)")] = False,
 ) -> None:
     """Run the HTTP API (migrates the database first)."""
     import uvicorn
@@ -65,7 +65,7 @@ def serve(
     from ionflux.app import create_app
     from ionflux.core.platform import Platform
     from ionflux.services import resolve_services
-    from ionflux.worker_process import WorkerProcess, background_in_process
+    from ionflux.worker_process import WorkerProcess
 
     settings = _settings()
     try:
@@ -74,10 +74,13 @@ def serve(
         typer.echo(f"ionflux: --only: {exc}", err=True)
         raise typer.Exit(2) from None
     _prepare(settings)
-    in_process = worker and (inline_worker or background_in_process(settings.effective_database_url))
-    child = WorkerProcess(only=services if only else [], nice=settings.worker_nice) \
+    in_process = worker and inline_worker
+    sqlite = settings.effective_database_url.startswith("sqlite")
+    child = WorkerProcess(only=services if only else [], nice=settings.worker_nice, wake_pipe=sqlite) \
         if worker and not in_process else None
     platform = Platform.from_settings(settings)
+    if child is not None and sqlite:
+        platform.bus.forward_wakes(child.wake)  # PostgreSQL's worker is woken by NOTIFY instead
 
     fastapi_app = create_app(platform, only=services, run_worker=in_process)
     if child is not None:
@@ -97,6 +100,7 @@ def worker_command(
     only: Annotated[str, typer.Option(help="Comma-separated services whose consumers to run (default: all)")] = "",
     parent_pid: Annotated[int, typer.Option(hidden=True, help="exit when this process (the server) is gone")] = 0,
     nice: Annotated[int, typer.Option(hidden=True, help="lower this process's CPU priority by this much")] = 0,
+    wake_stdin: Annotated[bool, typer.Option(hidden=True, help="wake the relay on every byte read from stdin")] = False,
 ) -> None:
     """Run the outbox relay, event consumers and schedulers without HTTP."""
     from ionflux.core.platform import Platform
@@ -116,6 +120,11 @@ def worker_command(
         raise typer.Exit(2) from None
     _prepare(settings)
 
+    if settings.effective_database_url.startswith("sqlite"):
+        # Short write transactions: the server's webhook inbox waits for the same write lock.
+        batch = settings.worker_sqlite_batch
+        settings = settings.model_copy(update={"relay_batch_size": batch, "bus_consumer_batch": batch})
+
     async def main() -> None:
         platform = Platform.from_settings(settings)
         services = build_services(platform, names)
@@ -123,6 +132,8 @@ def worker_command(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        if wake_stdin:
+            _wake_on_stdin(loop, platform.bus.relay.wake)
         async with platform_running(platform, services):
             typer.echo("ionflux worker running; Ctrl-C to stop", err=True)
             while not stop.is_set():
@@ -132,6 +143,26 @@ def worker_command(
                     break
 
     _run_loop(main())
+
+
+def _wake_on_stdin(loop: asyncio.AbstractEventLoop, wake: Callable[[], None]) -> None:
+    """The server's wake-ups after its commits (SQLite), as bytes on stdin; at its end, the reader goes."""
+    fd = sys.stdin.fileno()
+    os.set_blocking(fd, False)
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            wake()
+        else:
+            loop.remove_reader(fd)  # the server is gone or restarting us: the parent check ends this process
+
+    loop.add_reader(fd, readable)
 
 
 def _run_loop(main: Coroutine[Any, Any, None]) -> None:

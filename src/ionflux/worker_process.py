@@ -11,9 +11,14 @@ pause, and nothing is lost meanwhile (the outbox holds it). At nice 5 it took mo
 0.87x the baseline's webhooks/s against 1.03x at 19. A machine with a second core runs the two in
 parallel whatever their priority.
 
-Only on PostgreSQL, which takes concurrent writers: with SQLite (one writer for the whole file) the
-two processes would queue for the write lock — measured 2.3x fewer webhooks/s at 16 senders — so
-there the work stays in the server's process (`background_in_process`).
+On SQLite too, where the two processes share the database's one write lock: the server's webhook
+inbox takes it without blocking its loop (see `webhooks/stores.py`), and the worker keeps its write
+transactions short (`IONFLUX_WORKER_SQLITE_BATCH` events each), since at nice 19 a long one holds the
+lock across the moments the server leaves it the CPU. Measured with one sender (bench/webhooks.py,
+SQLite): in the server's process 0.71x the baseline's webhooks/s and a p99 1.99x the baseline's; in the
+child with 50-event transactions 0.84x / 1.78x, with 10-event ones 0.92x / 1.11x. PostgreSQL wakes the
+worker's relay with NOTIFY; SQLite has nothing like it, so the server writes a byte to the worker's
+stdin after its commits (`wake`).
 
 The child never outlives the server: it asks the kernel for SIGTERM when its parent dies (Linux
 `PR_SET_PDEATHSIG`) and also checks its parent every second (`parent_alive`), so a SIGKILLed server
@@ -36,20 +41,18 @@ log = logging.getLogger("ionflux.worker")
 _PR_SET_PDEATHSIG = 1
 
 
-def background_in_process(database_url: str) -> bool:
-    """Whether `serve` keeps the relay and consumers in its own process (SQLite) or in a child."""
-    return database_url.startswith("sqlite")
-
-
 class WorkerProcess:
     """Runs `ionflux worker` as a child of this process, restarting it (with backoff) if it exits."""
 
-    def __init__(self, *, only: list[str], nice: int, grace_seconds: float = 20.0,
+    def __init__(self, *, only: list[str], nice: int, wake_pipe: bool = False, grace_seconds: float = 20.0,
                  restart_seconds: float = 1.0, max_restart_seconds: float = 30.0) -> None:
         self.argv = [sys.executable, "-m", "ionflux.cli", "worker", "--parent-pid", str(os.getpid()),
                      "--nice", str(nice)]
         if only:
             self.argv += ["--only", ",".join(only)]
+        self.wake_pipe = wake_pipe  # the worker's relay is woken through its stdin (`wake`)
+        if wake_pipe:
+            self.argv.append("--wake-stdin")
         self.grace_seconds = grace_seconds
         self.restart_seconds = restart_seconds
         self.max_restart_seconds = max_restart_seconds
@@ -70,8 +73,21 @@ class WorkerProcess:
         with self._lock:
             if self._stopping.is_set():
                 return
-            self.proc = subprocess.Popen(self.argv)  # noqa: S603 - our own command; logs go where the server's go
+            # Our own command; its logs go where the server's go.
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE if self.wake_pipe else None)  # noqa: S603
+            if self.proc.stdin is not None:
+                os.set_blocking(self.proc.stdin.fileno(), False)
             log.info("worker process started", extra={"pid": self.proc.pid})
+
+    def wake(self) -> None:
+        """Tell the worker's relay that outbox rows were committed (a byte on its stdin; never blocks: with
+        the pipe full, the worker has wake-ups to read already)."""
+        with self._lock:  # the watcher closes a dead worker's pipe under it: never write to a reused fd
+            pipe = self.proc.stdin if self.proc is not None else None
+            if pipe is None or pipe.closed:
+                return
+            with contextlib.suppress(OSError):  # full, or the worker is gone (the watcher restarts it)
+                os.write(pipe.fileno(), b".")
 
     def _watch(self) -> None:
         delay = self.restart_seconds
@@ -80,6 +96,9 @@ class WorkerProcess:
             assert proc is not None
             started = time.monotonic()
             code = proc.wait()
+            with self._lock:
+                if proc.stdin is not None:
+                    proc.stdin.close()
             if self._stopping.is_set():
                 return
             if time.monotonic() - started > 60:

@@ -90,8 +90,12 @@ class Settings(_FileBackedSettings):
                                         "more events per batch (publish latency against background overhead)")
     worker_nice: int = Field(
         default=19, ge=0, le=19, description="how much lower the CPU priority of the worker process `ionflux serve` "
-                                             "starts on PostgreSQL is: when both want a CPU, requests come first "
-                                             "and publishing catches up after (0: equal)")
+                                             "starts is: when both want a CPU, requests come first and publishing "
+                                             "catches up after (0: equal)")
+    worker_sqlite_batch: int = Field(
+        default=10, gt=0, description="events per relay batch and per consumer transaction in an `ionflux worker` on "
+                                      "SQLite: its write transactions hold the database's one write lock, which the "
+                                      "server's webhook ingestion waits for, so they are kept short")
     webhook_inbox_writers: int = Field(
         default=1, gt=0, description="webhook inbox batches committed at once (PostgreSQL; SQLite has one writer)")
 

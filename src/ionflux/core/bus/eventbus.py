@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ionflux.core.bus.consumers import BatchHandler, Handler, Subscription, purge_processed
 from ionflux.core.bus.embedded import EmbeddedTransport
+from ionflux.core.bus.envelope import Event
 from ionflux.core.bus.notify import OutboxListener, OutboxNotifier
 from ionflux.core.bus.outbox import on_commit_wake
 from ionflux.core.bus.rabbitmq import RabbitMQTransport
@@ -66,6 +67,7 @@ class EventBus:
         self._listener: OutboxListener | None = None
         self._notifier: OutboxNotifier | None = None
         self._unregister_wakes: list[Callable[[], None]] = []
+        self._forward: Callable[[], None] | None = None
 
     @classmethod
     def from_settings(
@@ -124,6 +126,8 @@ class EventBus:
             log.warning("embedded bus started without consumers: the outbox relay is not started")
         self._uses_broker = not self.is_embedded and (relay or consumers)
         if self.db.is_sqlite:
+            if self._forward is not None and not self.relay.running:
+                self._unregister_wakes = [on_commit_wake(engine, self.wake) for engine in self.db.engines]
             return
         if self.relay.running:  # woken by the commits of other processes too
             self._listener = OutboxListener(self.db.url, self.relay.wake)
@@ -160,10 +164,22 @@ class EventBus:
             return True
         return self.transport.healthy()
 
+    def forward_wakes(self, wake: Callable[[], None]) -> None:
+        """This process does not relay (SQLite: `ionflux serve`'s worker child does): after its commits, call
+        `wake` to tell the relay. (On PostgreSQL, the commits of any process reach it by NOTIFY.)"""
+        self._forward = wake
+
+    def committed(self, events: Sequence[Event]) -> None:
+        """These events' outbox rows were just committed by machinery that wrote them itself (the webhook inbox):
+        a relay running in this process takes them as they are instead of decoding their rows again."""
+        self.relay.remember(events)
+
     def wake(self) -> None:
         """Outbox rows were committed: wake the relay, here or (PostgreSQL) in another process."""
         if self._notifier is not None:
             self._notifier.notify()
+        elif self._forward is not None and not self.relay.running:
+            self._forward()
         else:
             self.relay.wake()
 

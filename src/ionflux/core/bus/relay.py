@@ -27,8 +27,10 @@ from ionflux.core.observability import Metrics, redact
 
 log = logging.getLogger(__name__)
 _MAX_ERROR = 1000
-_CLAIMED = (OutboxEvent.seq, OutboxEvent.attempts, OutboxEvent.id, OutboxEvent.type, OutboxEvent.source,
-            OutboxEvent.subject, OutboxEvent.time, OutboxEvent.data, OutboxEvent.workspace_id)
+_MAX_KNOWN = 20_000  # events remembered from this process's commits (beyond that, read back as usual)
+_EVENT = (OutboxEvent.id, OutboxEvent.type, OutboxEvent.source, OutboxEvent.subject, OutboxEvent.time,
+          OutboxEvent.data, OutboxEvent.workspace_id)
+Claimed = tuple[int, int, Event]  # seq, attempts so far, the event
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,17 @@ class OutboxRelay:
         self._stopping: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._unregister_wake: Callable[[], None] | None = None
+        self._known: dict[str, Event] = {}
+
+    def remember(self, events: Sequence[Event]) -> None:
+        """Events this process has just committed to the outbox: when their rows are claimed, the relay takes
+        them from here instead of reading and decoding their columns again (the rows stay the record)."""
+        if not self.running:
+            return
+        known = self._known
+        known.update((e.id, e) for e in events)
+        while len(known) > _MAX_KNOWN:  # claimed elsewhere (another relay) or not yet: forget the oldest
+            del known[next(iter(known))]
 
     def wake(self) -> None:
         """Look at the outbox now instead of at the next poll."""
@@ -119,6 +132,7 @@ class OutboxRelay:
             self._unregister_wake()
             self._unregister_wake = None
         task, self._task = self._task, None
+        self._known.clear()
         if task is None:
             return
         assert self._stopping is not None
@@ -133,8 +147,7 @@ class OutboxRelay:
         async with self._lock:
             if self.db.is_sqlite:
                 async with self.db.system() as session:
-                    rows = await self._claim(session, lock=False)
-                    claimed = [(r.seq, r.attempts, Event.from_row(r)) for r in rows]
+                    claimed = await self._claim(session, lock=False)
                 if not claimed:
                     return 0
                 outcomes = await self._publish([e for _, _, e in claimed])
@@ -143,25 +156,32 @@ class OutboxRelay:
                 return len(claimed)
             # A mark lost in a crash means the batch is published again: consumers are idempotent.
             async with self.db.system(background=True) as session:
-                rows = await self._claim(session, lock=True)
-                claimed = [(r.seq, r.attempts, Event.from_row(r)) for r in rows]
+                claimed = await self._claim(session, lock=True)
                 if not claimed:
                     return 0
                 outcomes = await self._publish([e for _, _, e in claimed])
                 await self._record(session, claimed, outcomes)
             return len(claimed)
 
-    async def _claim(self, session: AsyncSession, *, lock: bool) -> Sequence[Any]:
-        # Columns, not ORM objects: a batch is hundreds of rows, hydrated in one stretch on the loop.
+    async def _claim(self, session: AsyncSession, *, lock: bool) -> list[Claimed]:
+        """The next due rows, oldest first. Columns, not ORM objects; and the event's own columns (its data
+        above all, a JSON document to decode) are read only for rows whose event this process does not know."""
         query = (
-            select(*_CLAIMED)
+            select(OutboxEvent.seq, OutboxEvent.attempts, OutboxEvent.id)
             .where(OutboxEvent.status == "pending", OutboxEvent.next_attempt_at <= utcnow())
             .order_by(OutboxEvent.seq)
             .limit(self.batch_size)
         )
         if lock:
             query = query.with_for_update(skip_locked=True)
-        return (await session.execute(query)).all()
+        due: Sequence[Any] = (await session.execute(query)).all()
+        known = self._known
+        events = {row.id: event for row in due if (event := known.pop(row.id, None)) is not None}
+        unknown = [row.seq for row in due if row.id not in events]
+        if unknown:
+            rows = await session.execute(select(*_EVENT).where(OutboxEvent.seq.in_(unknown)))
+            events.update((row.id, Event.from_row(row)) for row in rows)
+        return [(row.seq, row.attempts, events[row.id]) for row in due]
 
     async def _publish(self, events: list[Event]) -> list[PublishOutcome]:
         try:
@@ -173,9 +193,7 @@ class OutboxRelay:
             failure = PublishFailure(f"{type(exc).__name__}: {exc}", unavailable=True)
             return [failure] * len(events)
 
-    async def _record(
-        self, session: AsyncSession, claimed: list[tuple[int, int, Event]], outcomes: list[PublishOutcome]
-    ) -> None:
+    async def _record(self, session: AsyncSession, claimed: list[Claimed], outcomes: list[PublishOutcome]) -> None:
         now = utcnow()
         loop_now = asyncio.get_running_loop().time()
         published = [seq for (seq, _, _), outcome in zip(claimed, outcomes, strict=True) if outcome is None]

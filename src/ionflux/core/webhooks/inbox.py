@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Table, delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ionflux.core.bus.envelope import Event
 from ionflux.core.bus.outbox import outbox_row
 from ionflux.core.db import Database
 from ionflux.core.models import new_id, utcnow
@@ -63,11 +64,13 @@ class _Submission:
 
 class WebhookInbox:
     def __init__(self, db: Database, *, store: InboxStore | None = None, wake: Callable[[], None] | None = None,
-                 wake_delay: float = 0.05, max_batch: int = 256, writers: int | None = None,
+                 committed: Callable[[list[Event]], None] | None = None, wake_delay: float = 0.05,
+                 max_batch: int = 256, writers: int | None = None,
                  retention: timedelta = timedelta(days=8), prune_every: float = 3600.0) -> None:
         self.db = db
         self.store = store or (SqliteInboxStore(db.url) if db.is_sqlite else PostgresInboxStore(db.url))
         self.wake = wake  # nudges the outbox relay after a commit (it also polls)
+        self.committed = committed  # hands the committed events to a relay in this process
         # Wake-ups are coalesced: under load the relay then publishes many events per batch instead of
         # one transaction pair per webhook, for at most this much added publish latency.
         self.wake_delay = wake_delay
@@ -131,11 +134,14 @@ class WebhookInbox:
             if rec.dedupe_key is not None:
                 first.setdefault((rec.provider, rec.dedupe_key), rec)
         candidates = [r for r in records if r.dedupe_key is None or first[(r.provider, r.dedupe_key)] is r]
-        events = self._events(candidates)
+        made = self._events(candidates)
+        events = [row for _, row in made]
         now = utcnow()
         rows = [_row(r, now, e["id"]) for r, e in zip(candidates, events, strict=True)]
         inserted = await self.store.write(rows, events)
         if inserted:
+            if self.committed is not None:
+                self.committed([event for rec, (event, _) in zip(candidates, made, strict=True) if rec.id in inserted])
             self._schedule_wake()
         event_ids = {row["id"]: row["event_id"] for row in rows}
         duplicates = [r for r in records if r.id not in inserted]
@@ -162,10 +168,10 @@ class WebhookInbox:
         if self.wake is not None:
             self.wake()
 
-    def _events(self, records: list[InboxRecord]) -> list[dict[str, Any]]:
-        """Each record's event (validated and enveloped as `emit` does), as an outbox row for the store."""
+    def _events(self, records: list[InboxRecord]) -> list[tuple[Event, dict[str, Any]]]:
+        """Each record's event (validated and enveloped as `emit` does) and its outbox row for the store."""
         return [outbox_row(type=r.event_type, data={**r.data, "webhook_delivery_id": r.id}, subject=r.subject,
-                           source=f"/webhooks/{r.provider}", workspace_id=r.workspace_id)[1] for r in records]
+                           source=f"/webhooks/{r.provider}", workspace_id=r.workspace_id) for r in records]
 
     async def _originals(self, session: AsyncSession, lost: list[InboxRecord],
                          first: dict[tuple[str, str], InboxRecord], inserted: set[str]) -> dict[tuple[str, str], str]:

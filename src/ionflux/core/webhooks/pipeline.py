@@ -65,7 +65,8 @@ class WebhookIngestion:
             for provider in getattr(service, "webhook_providers", list)():
                 self.registry.register(provider)
         self.inbox = inbox or WebhookInbox(
-            platform.db, wake=platform.bus.wake, retention=timedelta(days=platform.settings.webhook_retention_days),
+            platform.db, wake=platform.bus.wake, committed=platform.bus.committed,
+            retention=timedelta(days=platform.settings.webhook_retention_days),
             writers=1 if platform.db.is_sqlite else platform.settings.webhook_inbox_writers,
             wake_delay=platform.settings.webhook_publish_delay_seconds)
         self.metrics = WebhookMetrics.on(platform.metrics.registry)
