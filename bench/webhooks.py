@@ -8,8 +8,8 @@ The server (either one) is pinned to --server-cpu and the load generator, wrk wi
 gives every request a fresh X-Shopify-Webhook-Id / Event-Id (so nothing is a duplicate), to --load-cpu.
 Both servers run uvicorn with uvloop + httptools, no access log, log level WARNING. `ionflux serve`
 runs its outbox relay and consumers too (the events are published while the load runs), as it does in
-production: in its own process on SQLite, in a child worker process (inheriting the server's CPU
-pinning, so on the same core) on PostgreSQL; the CPU figures include that child.
+production: in its child worker process (inheriting the server's CPU pinning, so on the same core);
+the CPU figures include that child.
 Both servers run at once (idle while the other is measured) and runs are interleaved, median of rounds;
 IONFLUX's outbox is drained before and after each of its runs (so its catch-up never lands on the
 baseline's run), the CPU per request includes that catch-up, and the catch-up time is printed.
