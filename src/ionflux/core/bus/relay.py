@@ -181,7 +181,8 @@ class OutboxRelay:
         if unknown:
             rows = await session.execute(select(*_EVENT).where(OutboxEvent.seq.in_(unknown)))
             events.update((row.id, Event.from_row(row)) for row in rows)
-        return [(row.seq, row.attempts, events[row.id]) for row in due]
+        # A row gone between the two reads (SQLite reads outside a transaction) is simply not claimed now.
+        return [(row.seq, row.attempts, events[row.id]) for row in due if row.id in events]
 
     async def _publish(self, events: list[Event]) -> list[PublishOutcome]:
         try:
