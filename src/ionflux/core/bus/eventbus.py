@@ -125,15 +125,16 @@ class EventBus:
         elif relay:
             log.warning("embedded bus started without consumers: the outbox relay is not started")
         self._uses_broker = not self.is_embedded and (relay or consumers)
-        if self.db.is_sqlite:
-            if self._forward is not None and not self.relay.running:
-                self._unregister_wakes = [on_commit_wake(engine, self.wake) for engine in self.db.engines]
+        if self.relay.running:
+            if not self.db.is_sqlite:  # woken by the commits of other processes too
+                self._listener = OutboxListener(self.db.url, self.relay.wake)
+                self._listener.start()
             return
-        if self.relay.running:  # woken by the commits of other processes too
-            self._listener = OutboxListener(self.db.url, self.relay.wake)
-            self._listener.start()
-        else:  # the relay is elsewhere: tell it about this process's commits
+        # The relay is elsewhere: tell it about this process's commits, by NOTIFY (PostgreSQL) or through
+        # the way `forward_wakes` gave (SQLite has no NOTIFY).
+        if not self.db.is_sqlite:
             self._notifier = OutboxNotifier(self.db.url)
+        if self._notifier is not None or self._forward is not None:
             self._unregister_wakes = [on_commit_wake(engine, self.wake) for engine in self.db.engines]
 
     async def stop(self) -> None:
@@ -175,13 +176,13 @@ class EventBus:
         self.relay.remember(events)
 
     def wake(self) -> None:
-        """Outbox rows were committed: wake the relay, here or (PostgreSQL) in another process."""
-        if self._notifier is not None:
-            self._notifier.notify()
-        elif self._forward is not None and not self.relay.running:
-            self._forward()
-        else:
+        """Outbox rows were committed: wake the relay, here or in another process."""
+        if self.relay.running:
             self.relay.wake()
+        elif self._notifier is not None:
+            self._notifier.notify()
+        elif self._forward is not None:
+            self._forward()
 
     async def purge_processed(self) -> int:
         return await purge_processed(self.db, self.processed_retention_days)
