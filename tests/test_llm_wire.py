@@ -208,7 +208,7 @@ async def test_read_timeout_and_total_deadline(serve) -> None:
     loop = asyncio.get_running_loop()
     client = origin(await serve(silent), read_timeout=0.2)
     started = loop.time()
-    with pytest.raises(httpx.ReadTimeout, match="nothing for 0.2 s"):
+    with pytest.raises(httpx.ReadTimeout, match=r"nothing for 0\.2 s"):
         await post(client)
     assert loop.time() - started < 2
     client = origin(await serve(trickle), read_timeout=0.2)
@@ -338,7 +338,7 @@ async def test_tls_checks_the_certificate_and_the_name(serve, tmp_path: Path) ->
     try:
         port = elsewhere.sockets[0].getsockname()[1]
         wrong_name = Origin(f"https://127.0.0.2:{port}", tls=trusting, connect_timeout=2, read_timeout=2)
-        with pytest.raises(httpx.ConnectError, match="127.0.0.2"):
+        with pytest.raises(httpx.ConnectError, match="mismatch"):
             await post(wrong_name)
     finally:
         elsewhere.close()
