@@ -343,3 +343,44 @@ async def test_tls_checks_the_certificate_and_the_name(serve, tmp_path: Path) ->
     finally:
         elsewhere.close()
     await client.aclose()
+
+
+async def test_connections_are_capped_and_failures_free_their_slots(serve) -> None:
+    async def slow_then_drop(_r: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server) -> None:
+        if len(server.requests) <= 3:  # the first three die mid-answer
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n{")
+            await writer.drain()
+            writer.close()
+            return
+        await asyncio.sleep(0.05)
+        writer.write(OK)
+        await writer.drain()
+
+    server = await serve(slow_then_drop)
+    client = Origin(server.url, tls=None, connect_timeout=2, read_timeout=2, max_connections=2)
+    for _ in range(3):
+        with pytest.raises(httpx.ReadError):
+            await post(client)
+    answers = await asyncio.gather(*(post(client) for _ in range(8)))
+    assert [a.status for a in answers] == [200] * 8
+    assert server.connections == 3 + 2  # the three that died, then never more than two at once
+
+
+async def test_a_request_waits_for_a_free_connection_no_longer_than_the_connect_timeout(serve) -> None:
+    async def silent(reader: asyncio.StreamReader, _w: asyncio.StreamWriter, _s: Server) -> None:
+        await reader.read()
+
+    server = await serve(silent)
+    client = Origin(server.url, tls=None, connect_timeout=0.2, read_timeout=5, max_connections=1)
+    busy = asyncio.create_task(post(client))
+    await asyncio.sleep(0.05)
+    with pytest.raises(httpx.PoolTimeout, match="stayed busy"):
+        await post(client)
+    busy.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await busy
+    assert server.connections == 1
+    second = asyncio.create_task(post(client))  # the cancelled request's slot is free again
+    await asyncio.sleep(0.1)
+    assert server.connections == 2
+    second.cancel()

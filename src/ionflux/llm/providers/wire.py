@@ -7,21 +7,23 @@ blacksheep 0.113, pyreqwest 0.047, rnet 0.054, httpx 1.27 — and this client 0.
 that must be right about framing (chunked bodies, lengths, keep-alive), is httptools (llhttp, uvicorn's
 parser); what is written here is the connection pool, the timers and the request head.
 
-What it does: one request at a time per connection; idle connections reused (newest first) for up to
-`idle_seconds` and while the server keeps them alive; TLS by the given context with SNI; bodies framed by
+What it does: one request at a time per connection; at most `max_connections` per origin (a request beyond
+waits for a free one, up to the connect timeout: `PoolTimeout`); idle connections reused (newest first) for up
+to `idle_seconds` and while the server keeps them alive; TLS by the given context with SNI; bodies framed by
 Content-Length, chunked encoding or the connection's end; a connect timeout, a read timeout (no byte for
 that long) and a total deadline; streamed bodies with back-pressure. What it does not: proxies, redirects,
 compression (no Accept-Encoding is sent, so servers answer uncompressed), HTTP/2, upgrades. A header that
 could split the request (CR, LF or NUL, or anything outside ASCII) is refused before anything is sent.
 
 Failures are httpx's transport exceptions, so `core.http.failures` maps them as for every other client:
-`ConnectError`/`ConnectTimeout` (nothing was sent), `ReadError`/`ReadTimeout`/`RemoteProtocolError`.
+`ConnectError`/`ConnectTimeout`/`PoolTimeout` (nothing was sent), `ReadError`/`ReadTimeout`/`RemoteProtocolError`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -54,8 +56,9 @@ class Answer:
 class _Connection(asyncio.Protocol):
     """One connection and the response it is reading. Callbacks come from the loop and from httptools."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, origin: Origin) -> None:
         self.loop = loop
+        self.origin = origin
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future[None] | None = None
@@ -103,6 +106,7 @@ class _Connection(asyncio.Protocol):
                 self.transport.close()
             except RuntimeError:  # its event loop is gone (a pool outliving a test's loop): nothing to close
                 pass
+        self.origin.gone(self)
 
     def _stop_timer(self) -> None:
         if self.timer is not None:
@@ -155,6 +159,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.origin.gone(self)
         if not self.active or self.complete:
             self._stop_timer()
             return
@@ -245,10 +250,11 @@ class StreamedAnswer:
 
 
 class Origin:
-    """Keep-alive connections to one scheme://host:port."""
+    """Keep-alive connections to one scheme://host:port: at most `max_connections` open at once (a request
+    beyond waits up to the connect timeout for one to come free), at most `max_idle` kept idle."""
 
     def __init__(self, base_url: str, *, tls: ssl.SSLContext | None, connect_timeout: float, read_timeout: float,
-                 max_idle: int = 256, idle_seconds: float = 15.0) -> None:
+                 max_connections: int = 1000, max_idle: int = 256, idle_seconds: float = 15.0) -> None:
         url = httpx.URL(base_url)
         if url.scheme not in ("http", "https"):
             raise ValueError(f"{base_url}: only http and https URLs")
@@ -260,10 +266,13 @@ class Origin:
         self.authority = host if default else f"{host}:{self.port}"
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.max_connections = max_connections
         self.max_idle = max_idle
         self.idle_seconds = idle_seconds
         self._idle: list[_Connection] = []
         self._open: set[_Connection] = set()
+        self._connecting = 0
+        self._waiters: deque[asyncio.Future[_Connection | None]] = deque()
 
     def head(self, method: str, target: str, headers: dict[str, str], length: int) -> bytes:
         lines = [f"{method} {target} HTTP/1.1\r\nhost: {self.authority}\r\n"]
@@ -308,12 +317,28 @@ class Origin:
     def put_back(self, conn: _Connection) -> None:
         conn.waiter = None
         conn.active = False
-        if conn.reusable() and len(self._idle) < self.max_idle:
+        if not (conn.reusable() and self._hand(conn)):
+            conn.close()
+
+    def gone(self, conn: _Connection) -> None:
+        """A connection closed (by us or the server): its slot is free for a waiting request."""
+        if conn in self._open:
+            self._open.discard(conn)
+            self._hand(None)
+
+    def _hand(self, conn: _Connection | None) -> bool:
+        """Give a free connection (or, with None, a free slot) to the first waiting request, else keep the
+        connection idle if there is room; False when it was not kept."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)  # not active until its request begins: unsolicited bytes close it
+                return True
+        if conn is not None and len(self._idle) < self.max_idle:
             conn.idle_since = conn.loop.time()
             self._idle.append(conn)
-        else:
-            conn.close()
-            self._open.discard(conn)
+            return True
+        return False
 
     async def aclose(self) -> None:
         for conn in list(self._open):
@@ -330,21 +355,57 @@ class Origin:
 
     async def _connection(self) -> _Connection:
         loop = asyncio.get_running_loop()
-        now = loop.time()
-        while self._idle:
-            conn = self._idle.pop()
-            if not conn.closed and now - conn.idle_since < self.idle_seconds and conn.loop is loop:
-                return conn
-            conn.close()
-            self._open.discard(conn)
+        deadline = loop.time() + self.connect_timeout
+        while True:
+            now = loop.time()
+            while self._idle:
+                conn = self._idle.pop()
+                if not conn.closed and now - conn.idle_since < self.idle_seconds and conn.loop is loop:
+                    return conn
+                conn.close()
+            if len(self._open) + self._connecting < self.max_connections:
+                return await self._connect(loop)
+            handed = await self._wait(loop, deadline)
+            if handed is not None and not handed.closed:
+                return handed
+
+    async def _wait(self, loop: asyncio.AbstractEventLoop, deadline: float) -> _Connection | None:
+        """Wait for a connection handed over (or None: a slot came free) until `deadline`."""
+        waiter: asyncio.Future[_Connection | None] = loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await waiter
+        except BaseException as exc:  # timed out or cancelled: what was handed to us goes on to the next
+            if waiter.done() and not waiter.cancelled():
+                handed = waiter.result()
+                if handed is not None:
+                    self.put_back(handed)
+                else:
+                    self._hand(None)
+            else:
+                waiter.cancel()
+            if isinstance(exc, TimeoutError):
+                raise httpx.PoolTimeout(f"all {self.max_connections} connections to {self.authority} stayed busy "
+                                        f"for {self.connect_timeout:g} s") from None
+            raise
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
+        self._connecting += 1
         try:
             async with asyncio.timeout(self.connect_timeout):
                 _, conn = await loop.create_connection(
-                    lambda: _Connection(loop), self.host, self.port, ssl=self.tls,
+                    lambda: _Connection(loop, self), self.host, self.port, ssl=self.tls,
                     server_hostname=self.host if self.tls is not None else None)
-        except TimeoutError:
-            raise httpx.ConnectTimeout(f"no connection to {self.authority} within {self.connect_timeout:g} s") from None
-        except OSError as exc:  # refused, unreachable, DNS, TLS handshake (ssl.SSLError is an OSError)
-            raise httpx.ConnectError(f"could not connect to {self.authority}: {exc}") from None
+        except BaseException as exc:
+            self._connecting -= 1
+            self._hand(None)  # the slot this attempt held is free again
+            if isinstance(exc, TimeoutError):
+                raise httpx.ConnectTimeout(f"no connection to {self.authority} within {self.connect_timeout:g} s") \
+                    from None
+            if isinstance(exc, OSError):  # refused, unreachable, DNS, TLS handshake (ssl.SSLError is an OSError)
+                raise httpx.ConnectError(f"could not connect to {self.authority}: {exc}") from None
+            raise
+        self._connecting -= 1
         self._open.add(conn)
         return conn
