@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -73,6 +74,25 @@ async def test_budget_is_never_exceeded_by_50_concurrent_requests(llm: LLMApp, s
     llm.service.orchestrator.ledger.forget(workspace.id)
     again = (await llm.client.get("/v1/llm/limits", headers=workspace.headers)).json()
     assert again["spent_usd"] == pytest.approx(spent)
+
+
+async def test_a_new_budget_period_starts_with_nothing_spent(llm: LLMApp, workspace) -> None:
+    wall = Clock()
+    wall.now = datetime(2026, 11, 30, 23, 59, 59, tzinfo=UTC).timestamp()
+    llm.service.orchestrator.ledger.wall = wall
+    await set_limits(llm, workspace, budget_usd=0.0003)  # one request holds up to $0.0001325 and spends $0.0000425
+    codes = []
+    for _ in range(10):
+        codes.append((await burst(llm, workspace, 1))[0].get("error", {}).get("code", "ok"))
+        if codes[-1] != "ok":
+            break
+    assert codes[-1] == "QUOTA_EXCEEDED" and len(codes) > 2
+    state = (await llm.client.get("/v1/llm/limits", headers=workspace.headers)).json()
+    assert state["period_start"] == "2026-11-01T00:00:00+00:00"
+    wall.now += 2  # December
+    assert (await burst(llm, workspace, 1))[0]["status"] == "success"
+    state = (await llm.client.get("/v1/llm/limits", headers=workspace.headers)).json()
+    assert state["period_start"] == "2026-12-01T00:00:00+00:00" and state["spent_usd"] == pytest.approx(cost_of_one())
 
 
 async def test_rpm_admits_exactly_the_limit_then_the_window_slides(llm: LLMApp, workspace) -> None:

@@ -18,7 +18,7 @@ from typing import TypeVar
 from ionflux.core.errors import AuthFailed, IonfluxError, NotFound, ProviderUnavailable, RateLimited
 from ionflux.core.vault import Vault
 from ionflux.llm.accounting import LLMMetrics, PriceTable, UsageRecorder
-from ionflux.llm.limits import Admission, Hold, LimitLedger
+from ionflux.llm.limits import Admission, Hold, LimitLedger, WorkspaceLedger
 from ionflux.llm.providers.base import ProviderAdapter
 from ionflux.llm.routing import ModelRef
 from ionflux.llm.types import (
@@ -105,7 +105,7 @@ class Gateway:
             tried += 1
             last = ref
             try:
-                attempt = await self._attempt(ctx, ref, prompt_bound, max_completion)
+                attempt = await self._attempt(ctx, admission.ledger, ref, prompt_bound, max_completion)
             except IonfluxError as exc:
                 error = exc
                 break
@@ -142,7 +142,7 @@ class Gateway:
             tried += 1
             last = ref
             try:
-                attempt = await self._attempt(ctx, ref, prompt_bound, call.max_tokens)
+                attempt = await self._attempt(ctx, admission.ledger, ref, prompt_bound, call.max_tokens)
             except IonfluxError as exc:
                 error = exc
                 break
@@ -212,8 +212,8 @@ class Gateway:
     def _capable(self, chain: list[ModelRef], capability: str) -> list[ModelRef]:
         return [ref for ref in chain if (a := self.adapters.get(ref.provider)) is not None and a.supports(capability)]
 
-    async def _attempt(self, ctx: CallContext, ref: ModelRef, prompt_bound: int, max_completion: int) -> Attempt:
-        ledger = await self.ledger.ledger(ctx.workspace_id)
+    async def _attempt(self, ctx: CallContext, ledger: WorkspaceLedger, ref: ModelRef, prompt_bound: int,
+                       max_completion: int) -> Attempt:
         budgeted = ledger.limits.budget_usd is not None
         hold = self.ledger.hold(ledger, self.prices.most(ref, prompt_bound, max_completion, budgeted=budgeted))
         adapter = self.adapters[ref.provider]

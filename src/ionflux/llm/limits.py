@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from ionflux.core.errors import QuotaExceeded, RateLimited
 
@@ -31,6 +31,12 @@ class Limits:
 def period_start(now: datetime, period: str) -> datetime:
     day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return day if period == "day" else day.replace(day=1)
+
+
+def period_end(start: datetime, period: str) -> datetime:
+    if period == "day":
+        return start + timedelta(days=1)
+    return start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
 
 
 @dataclass
@@ -95,17 +101,26 @@ class LimitLedger:
     """The process's ledger of every workspace's spending and per-minute use."""
 
     def __init__(self, loader: LimitsLoader, *, period: str = "month",
-                 clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
         self._loader = loader  # (workspace, period start) -> (limits, spent so far in the period)
         self._period = period
         self.clock = clock  # injectable: the per-minute window's time
-        self._wall = wall
+        self.wall = wall  # injectable: the budget period's time (Unix seconds)
         self._ledgers: dict[str, WorkspaceLedger] = {}
+        self._span = (0.0, 0.0, datetime.fromtimestamp(0, UTC))  # the current period: [from, to) and its start
+
+    def period(self) -> datetime:
+        """The current period's start, worked out again only when the wall clock leaves the period."""
+        now = self.wall()
+        begins, ends, start = self._span
+        if not begins <= now < ends:
+            start = period_start(datetime.fromtimestamp(now, UTC), self._period)
+            self._span = (start.timestamp(), period_end(start, self._period).timestamp(), start)
+        return start
 
     async def ledger(self, workspace_id: str) -> WorkspaceLedger:
         ledger = self._ledgers.get(workspace_id)
-        start = period_start(self._wall(), self._period)
+        start = self.period()
         if ledger is None:
             limits, spent = await self._loader(workspace_id, start)
             ledger = self._ledgers.get(workspace_id)  # another request may have loaded it meanwhile

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
+import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import CursorResult, Select, select, update
@@ -281,16 +282,15 @@ class Vault:
 
     async def _open(self, row: Credential) -> SecretBundle:
         context = _context(row.workspace_id, row.provider, row.name)
-        failure = (f"credential {row.provider}/{row.name} of workspace {row.workspace_id} does not decrypt: "
-                   "tampered, moved from another row, or its master key is gone")
         try:
             data_key = await self.keyring.unwrap(row.wrapped_key, row.master_key_id, context)
             plaintext = AESGCM(data_key).decrypt(row.nonce, row.ciphertext, _data_aad(context))
-            values = json.loads(plaintext)  # parse errors are swallowed below: they quote the text
+            values = orjson.loads(plaintext)  # parse errors are swallowed below: they quote the text
         except (VaultError, InvalidTag, ValueError):
-            raise VaultError(failure) from None
+            values = None
         if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
-            raise VaultError(failure)
+            raise VaultError(f"credential {row.provider}/{row.name} of workspace {row.workspace_id} does not "
+                             "decrypt: tampered, moved from another row, or its master key is gone")
         return SecretBundle(values)
 
 
