@@ -182,6 +182,8 @@ class _Connection(asyncio.Protocol):
             self._wake()
 
     def on_body(self, body: bytes) -> None:
+        if self.error is not None:  # the rest of a buffer the parser was given before the failure
+            return
         self.received += len(body)
         if self.received > MAX_BODY_BYTES:
             self._fail(httpx.RemoteProtocolError(f"the provider's answer is over {MAX_BODY_BYTES} bytes"))
