@@ -291,30 +291,28 @@ class Origin:
 
     async def request(self, head: bytes, body: bytes, deadline: float) -> Answer:
         """Send one request and read its whole answer; `deadline` is on the loop's clock."""
-        conn = await self._connection()
-        waiter = conn.begin(False, self.read_timeout, deadline)
-        self._send(conn, head, body)
-        try:
-            await waiter
-        except BaseException:
-            conn.close()
-            raise
+        conn = await self._exchange(head, body, False, deadline)
         answer = Answer(conn.status, conn.headers, conn.take())
         self.put_back(conn)
         return answer
 
     async def open(self, head: bytes, body: bytes) -> StreamedAnswer:
         """Send one request and return when its answer's head has arrived (read timeout only, no deadline)."""
+        conn = await self._exchange(head, body, True, float("inf"))
+        conn.waiter = None
+        return StreamedAnswer(self, conn)
+
+    async def _exchange(self, head: bytes, body: bytes, streaming: bool, deadline: float) -> _Connection:
+        """Send on a free connection; return it once its answer is whole (or, streaming, its head is in)."""
         conn = await self._connection()
-        waiter = conn.begin(True, self.read_timeout, float("inf"))
+        waiter = conn.begin(streaming, self.read_timeout, deadline)
         self._send(conn, head, body)
         try:
             await waiter
         except BaseException:
             conn.close()
             raise
-        conn.waiter = None
-        return StreamedAnswer(self, conn)
+        return conn
 
     def put_back(self, conn: _Connection) -> None:
         conn.waiter = None
