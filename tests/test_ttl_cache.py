@@ -84,3 +84,22 @@ async def test_values_not_kept_and_a_disabled_cache_load_every_time() -> None:
     await disabled.get("k", other)
     await disabled.get("k", other)
     assert other.calls == 2
+
+
+async def test_forgetting_one_key_keeps_the_others_and_drops_its_running_load() -> None:
+    cache: TtlCache[str, object] = TtlCache(60)
+    a, b = Loader("a"), Loader("b")
+    a.release.set()
+    b.release.set()
+    assert await cache.get("a", a) == "a" and await cache.get("b", b) == "b"
+    stale = Loader("old")
+    cache.forget("a")
+    running = asyncio.create_task(cache.get("a", stale))
+    await asyncio.sleep(0)
+    cache.forget("a")  # a write happened while that load was running: its answer must not be kept
+    stale.release.set()
+    assert await running == "old"
+    fresh = Loader("new")
+    fresh.release.set()
+    assert await cache.get("a", fresh) == "new" and fresh.calls == 1
+    assert await cache.get("b", b) == "b" and b.calls == 1  # the other key was never reloaded

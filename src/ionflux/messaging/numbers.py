@@ -4,7 +4,6 @@ the workspace) and its access token in the vault; the platform's system-user tok
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from ionflux.core.errors import AuthFailed, Conflict, InvalidRequest, NotFound
 from ionflux.core.models import Connection
 from ionflux.core.platform import Platform
+from ionflux.core.ttl_cache import TtlCache
 
 PROVIDER = "whatsapp"
 GRAPH_ID = re.compile(r"^\d{1,30}$")
@@ -57,8 +57,8 @@ class NumberDirectory:
                  platform_wabas: Iterable[str] = ()) -> None:
         self.platform = platform
         self.platform_wabas = frozenset(platform_wabas)
-        self.cache_seconds = cache_seconds  # a send looks its number up; numbers change rarely
-        self._cache: dict[str, tuple[float, list[Number]]] = {}
+        # A send looks its number up; numbers change rarely.
+        self._cache: TtlCache[str, list[Number]] = TtlCache(cache_seconds)
 
     async def add(self, workspace_id: str, given: NumberInput) -> tuple[Number, bool]:
         """Connect (or update) a number; returns it and whether it was new."""
@@ -85,7 +85,7 @@ class NumberDirectory:
         except IntegrityError:
             raise Conflict("this phone_number_id is connected to another workspace",
                            field="phone_number_id") from None
-        self._cache.pop(workspace_id, None)
+        self._cache.forget(workspace_id)
         if given.access_token:
             await self.platform.vault.put(workspace_id, PROVIDER, {"access_token": given.access_token},
                                           name=credential, meta={"phone_number_id": given.phone_number_id})
@@ -105,17 +105,17 @@ class NumberDirectory:
         except IntegrityError:
             pass  # another workspace claimed it meanwhile
 
-    async def list(self, workspace_id: str, *, fresh: bool = True) -> list[Number]:
-        """The workspace's numbers; `fresh=False` may answer from a cache up to `cache_seconds` old."""
-        cached = self._cache.get(workspace_id)
-        if not fresh and cached is not None and cached[0] > time.monotonic():
-            return cached[1]
+    async def _load(self, workspace_id: str) -> list[Number]:
         async with self.platform.db.tenant(workspace_id) as session:
             rows = (await session.scalars(select(Connection).where(Connection.provider == PROVIDER)
                                           .order_by(Connection.created_at))).all()
-        numbers = [_number(r) for r in rows if (r.meta or {}).get("kind") == "number" and r.status == "active"]
-        self._cache[workspace_id] = (time.monotonic() + self.cache_seconds, numbers)
-        return numbers
+        return [_number(r) for r in rows if (r.meta or {}).get("kind") == "number" and r.status == "active"]
+
+    async def list(self, workspace_id: str, *, fresh: bool = True) -> list[Number]:
+        """The workspace's numbers; `fresh=False` may answer from a cache up to `cache_seconds` old."""
+        if fresh:
+            self._cache.forget(workspace_id)
+        return await self._cache.get(workspace_id, lambda: self._load(workspace_id))
 
     async def pick(self, workspace_id: str, phone_number_id: str | None) -> Number:
         numbers = await self.list(workspace_id, fresh=False)

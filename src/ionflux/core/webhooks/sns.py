@@ -16,13 +16,10 @@ by fetching its `SubscribeURL`, itself checked to be the same AWS region's SNS h
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
 import re
-import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +32,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
+from ionflux.core.ttl_cache import TtlCache
 from ionflux.core.webhooks.base import (
     InboundPart,
     MalformedDelivery,
@@ -94,10 +92,8 @@ class SnsWebhooks(WebhookProvider):
         self.fetcher = fetcher
         self.tolerance = tolerance
         self.auto_confirm = auto_confirm
-        self.cache_seconds = cache_seconds
-        self.cache_size = cache_size
-        self._certs: OrderedDict[str, tuple[float, rsa.RSAPublicKey]] = OrderedDict()
-        self._locks: dict[str, asyncio.Lock] = {}
+        # One fetch per URL however many deliveries arrive at once; a failed fetch is not kept.
+        self._certs: TtlCache[str, rsa.RSAPublicKey] = TtlCache(cache_seconds, max_entries=cache_size)
 
     async def verify(self, body: bytes, headers: Mapping[str, str], secrets: Mapping[str, str], now: float) -> None:
         message = _message(body, headers)
@@ -157,26 +153,15 @@ class SnsWebhooks(WebhookProvider):
         await self.fetcher(url)
 
     async def _certificate_key(self, url: str, now: float) -> rsa.RSAPublicKey:
-        cached = self._certs.get(url)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
-        lock = self._locks.setdefault(url, asyncio.Lock())
-        async with lock:  # one fetch per URL, however many deliveries arrive at once
-            cached = self._certs.get(url)
-            if cached is not None and cached[0] > time.monotonic():
-                return cached[1]
+        async def load() -> rsa.RSAPublicKey:
             try:
                 pem = await self.fetcher(url)
                 cert = x509.load_pem_x509_certificate(pem)
             except Exception as exc:  # network or parse failure: nothing can be verified
                 raise SignatureInvalid("certificate", f"the signing certificate could not be used: "
                                                       f"{type(exc).__name__}") from None
-            key = _sns_public_key(cert, now)
-            self._certs[url] = (time.monotonic() + self.cache_seconds, key)
-            self._certs.move_to_end(url)
-            while len(self._certs) > self.cache_size:
-                self._certs.popitem(last=False)
-            return key
+            return _sns_public_key(cert, now)
+        return await self._certs.get(url, load)
 
 
 def _sns_public_key(cert: x509.Certificate, now: float) -> rsa.RSAPublicKey:
