@@ -38,7 +38,9 @@ async def test_demo_once_summary_matches_the_simulators(tmp_path: Path) -> None:
     # Email Wizard mailed each paid order of the segment; the fallback went to those who consented
     segment = [o for o in fired if o["paid"] and Decimal(o["total"]) >= SEGMENT]
     assert summary.emails_sent == sim["smtp_messages"] == len(segment) > 0
-    assert summary.llm_calls == sim["openai_chat_requests"] == len(segment) and summary.llm_tokens > 0
+    assert summary.llm_calls == len(segment) and summary.llm_tokens > 0
+    local_text = "llama.cpp" in summary.models["text_generation"]  # the extra local-llm is installed
+    assert sim["openai_chat_requests"] == (0 if local_text else len(segment))
     fallbacks = [o for o in segment if o["consent"]]
     assert summary.whatsapp_sent == sim["whatsapp_messages"] == len(summary.alerts) + len(fallbacks)
     assert set(summary.runs["Email Wizard"]) == {"succeeded"}

@@ -119,6 +119,32 @@ async def test_local_text_generation_answers_when_installed(llm: LLMApp, workspa
     assert 0 < usage["completion_tokens"] <= 16 and usage["prompt_tokens"] > 0
 
 
+async def test_local_text_generation_works_beside_the_vector_memory_and_survives_its_worker(
+        llm: LLMApp, workspace, tmp_path: Path) -> None:
+    pytest.importorskip("llama_cpp", reason="the optional extra local-llm is not installed")
+    import usearch.index  # noqa: F401 - its static C++ runtime broke llama.cpp's vocabulary loading in-process
+
+    async def ask() -> Any:
+        r = await llm.client.post("/v1/llm/requests", headers=workspace.headers, json={
+            "model": "local:smollm2-135m-instruct", "prompt": "Say hi.", "parameters": {"max_tokens": 4}})
+        return r.status_code, r.json()
+
+    status, body = await ask()
+    assert status == 200 and body["status"] == "success", body
+    chat = llm.service.orchestrator.adapters["local"]._chat  # type: ignore[attr-defined]
+    chat._worker.kill()  # the worker dies between two requests: the next one starts another
+    await chat._worker.wait()
+    status, body = await ask()
+    assert status == 200 and body["status"] == "success", body
+    junk = tmp_path / "not-a-model.gguf"
+    junk.write_bytes(b"GGUF but not really")
+    await chat.aclose()
+    chat.model_path = str(junk)
+    status, body = await ask()
+    assert status == 503 and body["error"]["code"] == "PROVIDER_UNAVAILABLE"
+    assert "could not be loaded" in body["error"]["message"]
+
+
 def test_heavy_imports_wait_for_first_use() -> None:
     code = ("import sys; from ionflux.llm.service_plugin import LLMService; import ionflux.llm.api, "
             "ionflux.llm.openai_api; print(sorted(m for m in ('torch', 'sentence_transformers', 'transformers', "

