@@ -16,6 +16,7 @@ protocol. The worker ends when its stdin closes.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -30,8 +31,7 @@ def main() -> None:
         protocol.write(json.dumps(message) + "\n")
 
     try:
-        import llama_cpp
-
+        llama_cpp = importlib.import_module("llama_cpp")  # an optional extra: no stubs to check against
         llama = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=2048, verbose=False)
     except Exception as exc:  # reported to the server, which answers PROVIDER_UNAVAILABLE with it
         say({"error": f"{type(exc).__name__}: {exc}"})
