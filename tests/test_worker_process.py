@@ -26,8 +26,14 @@ from .webhook_helpers import SHOP, SHOPIFY_SECRET, shopify_headers
 
 
 def _children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
+    """Children of every thread of `pid` (a restarted worker is forked by the server's watcher thread)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:  # the thread ended meanwhile
+            continue
+    return found
 
 
 def _state_and_nice(pid: int) -> tuple[str, int]:
@@ -68,6 +74,9 @@ async def test_serve_runs_the_relay_in_a_niced_child_woken_by_the_servers_commit
         assert b"worker" in cmdline and str(server.proc.pid).encode() in cmdline
         assert (b"--wake-stdin" in cmdline) is db.is_sqlite
         await until(lambda: _state_and_nice(children[0])[1] == 19)  # it lowers its own priority first thing
+        health = httpx.get(f"{server.url}/healthz", timeout=10).json()["worker"]
+        assert health == {"mode": "child process", "state": "running", "pid": children[0], "restarts": 0,
+                          "last_exit_code": None}
         body = json.dumps({"order": {"id": 1, "total_price": "9.00"}}).encode()
         answer = httpx.post(f"{server.url}/webhooks/shopify", content=body, timeout=10,
                             headers=shopify_headers(body, secret=SHOPIFY_SECRET, webhook_id="w-1", event_id="e-1"))
@@ -84,8 +93,17 @@ async def test_serve_runs_the_relay_in_a_niced_child_woken_by_the_servers_commit
         assert posted.status_code == 202, posted.text
         await until(lambda: _published(db, posted.json()["id"]), timeout=20)
         assert time.monotonic() - started < 15, "published by the poll, not by a wake-up"
+        os.kill(children[0], signal.SIGKILL)  # the worker dies: the server restarts it and /healthz says so
+
+        def restarted() -> bool:
+            worker = httpx.get(f"{server.url}/healthz", timeout=10).json()["worker"]
+            return bool(worker["restarts"] == 1 and worker["state"] == "running" and worker["last_exit_code"] == -9)
+        await until(restarted, timeout=20)
+        assert server.proc is not None
+        again = _children(server.proc.pid)
+        assert len(again) == 1 and again[0] != children[0]
         server.kill()  # SIGKILL: the child gets SIGTERM from the kernel and leaves no orphan behind
-        await until(lambda: _gone(children[0]), timeout=15)
+        await until(lambda: _gone(again[0]), timeout=15)
     finally:
         server.stop()
         await db.dispose()

@@ -81,6 +81,8 @@ def serve(
     platform = Platform.from_settings(settings)
     if child is not None and sqlite:
         platform.bus.forward_wakes(child.wake)  # PostgreSQL's worker is woken by NOTIFY instead
+    mode = "in this process" if in_process else "elsewhere (serve --no-worker)"
+    platform.worker_status = child.status if child is not None else lambda: {"mode": mode}
 
     fastapi_app = create_app(platform, only=services, run_worker=in_process)
     if child is not None:

@@ -36,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 log = logging.getLogger("ionflux.worker")
 _PR_SET_PDEATHSIG = 1
@@ -58,6 +59,7 @@ class WorkerProcess:
         self.max_restart_seconds = max_restart_seconds
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
+        self.last_exit: int | None = None  # the code the last worker exited with (negative: killed by a signal)
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._watcher: threading.Thread | None = None
@@ -101,6 +103,7 @@ class WorkerProcess:
                     proc.stdin.close()
             if self._stopping.is_set():
                 return
+            self.last_exit = code
             if time.monotonic() - started > 60:
                 delay = self.restart_seconds  # it had been running fine: a fresh failure
             log.error("worker process exited with %s; restarting in %.0f s", code, delay)
@@ -109,6 +112,16 @@ class WorkerProcess:
             delay = min(self.max_restart_seconds, delay * 2)
             self.restarts += 1
             self._spawn()
+
+    def status(self) -> dict[str, Any]:
+        """For /healthz: is the worker running, and how often has it been restarted."""
+        proc = self.proc
+        if self._stopping.is_set():
+            state = "stopped"
+        else:
+            state = "running" if proc is not None and proc.poll() is None else "restarting"
+        return {"mode": "child process", "state": state, "pid": proc.pid if proc is not None else None,
+                "restarts": self.restarts, "last_exit_code": self.last_exit}
 
     def stop(self) -> None:
         """SIGTERM (the worker finishes its batch and exits), then SIGKILL after the grace period."""

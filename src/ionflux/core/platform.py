@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ionflux.core.bus import EventBus
 from ionflux.core.db import Database
@@ -25,6 +26,8 @@ class Platform:
     workspaces: WorkspaceDirectory
     metrics: Metrics = field(default_factory=Metrics)
     services: dict[str, Service] = field(default_factory=dict)  # filled by ionflux.services
+    # Where the relay, consumers and schedulers run, for /healthz (set by `ionflux serve`).
+    worker_status: Callable[[], dict[str, Any]] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Platform:

@@ -24,7 +24,11 @@ async def healthz(platform: PlatformDep, response: Response) -> dict[str, Any]:
     checks["bus"] = "ok" if platform.bus.healthy() else "down"
     healthy = all(v == "ok" for v in checks.values())
     response.status_code = 200 if healthy else 503
-    return {"status": "ok" if healthy else "degraded", "checks": checks}
+    answer: dict[str, Any] = {"status": "ok" if healthy else "degraded", "checks": checks}
+    if platform.worker_status is not None:
+        # Reported, not a check: while a worker restarts the API still answers and the outbox keeps its events.
+        answer["worker"] = platform.worker_status()
+    return answer
 
 
 @router.get("/metrics", tags=["platform"], include_in_schema=False)
