@@ -74,6 +74,15 @@ async def serve() -> AsyncIterator[Callable[..., Awaitable[Server]]]:
         listener.close()
 
 
+async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait (bounded) for something the loop delivers asynchronously: a peer's hang-up, a filled buffer."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
 def origin(server: Server, *, read_timeout: float = 5.0, tls: ssl.SSLContext | None = None,
            idle_seconds: float = 15.0) -> Origin:
     return Origin(server.url, tls=tls, connect_timeout=2.0, read_timeout=read_timeout, idle_seconds=idle_seconds)
@@ -121,7 +130,7 @@ async def test_connection_close_and_a_server_that_hung_up_are_not_reused(serve) 
     client = origin(server)
     assert (await post(client)).status == 200
     assert (await post(client)).status == 200  # at once, on a new connection
-    await asyncio.sleep(0.05)  # the hang-up reaches us before the next request
+    await eventually(lambda: all(c.closed for c in client._idle))  # the silent hang-up has reached us
     assert (await post(client)).status == 200
     assert server.connections == 3
 
@@ -211,7 +220,7 @@ async def test_read_timeout_and_total_deadline(serve) -> None:
     with pytest.raises(httpx.ReadTimeout, match=r"nothing for 0\.2 s"):
         await post(client)
     assert loop.time() - started < 2
-    client = origin(await serve(trickle), read_timeout=0.2)
+    client = origin(await serve(trickle), read_timeout=1.0)
     started = loop.time()
     with pytest.raises(httpx.ReadTimeout, match="deadline"):
         await post(client, deadline=0.4)
@@ -296,9 +305,9 @@ async def test_streamed_bodies_arrive_as_sent_and_in_full(serve) -> None:
     answer.release()
     assert pieces == [b"data: 1\n\n", b"data: 2\n\n"]  # each as it came, not gathered at the end
     answer = await client.open(head, b"{}")
-    await asyncio.sleep(0.3)  # let the server fill the buffer while nobody reads
     transport = answer._conn.transport
-    assert transport is not None and not transport.is_reading()  # back-pressure: we stopped reading
+    assert transport is not None
+    await eventually(lambda: not transport.is_reading())  # back-pressure: unread, we stopped reading
     assert await answer.read() == big
     assert transport.is_reading()
     answer.release()
@@ -381,6 +390,5 @@ async def test_a_request_waits_for_a_free_connection_no_longer_than_the_connect_
         await busy
     assert server.connections == 1
     second = asyncio.create_task(post(client))  # the cancelled request's slot is free again
-    await asyncio.sleep(0.1)
-    assert server.connections == 2
+    await eventually(lambda: server.connections == 2)
     second.cancel()
